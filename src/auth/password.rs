@@ -1,0 +1,101 @@
+//! Password hashing with bcrypt, always on the blocking pool and never more at once than there are cores.
+//!
+//! bcrypt at cost 12 takes a quarter of a second of CPU; run on an async worker it would stall every
+//! socket that worker serves. The semaphore keeps a login storm from spawning hundreds of blocking
+//! threads that would then fight over the same cores.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+/// Why hashing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// bcrypt refused the input or the blocking task died.
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+/// Hashes and verifies passwords off the async workers.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    cost: u32,
+    permits: Arc<Semaphore>,
+    /// A real hash of a random password, verified against when the user does not exist, so that an
+    /// unknown user costs the same time as a wrong password.
+    dummy_hash: Arc<str>,
+}
+
+impl PasswordHasher {
+    /// Builds the hasher and its dummy hash (one bcrypt run, on the blocking pool).
+    pub async fn new(cost: u32) -> Result<Self, PasswordError> {
+        let permits = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let mut hasher = Self {
+            cost,
+            permits: Arc::new(Semaphore::new(permits)),
+            dummy_hash: Arc::from(""),
+        };
+        let random = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            super::os_random::<18>(),
+        );
+        hasher.dummy_hash = Arc::from(hasher.hash(random).await?);
+        Ok(hasher)
+    }
+
+    /// Hashes `password` with a fresh salt.
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let cost = self.cost;
+        self.blocking(move || bcrypt::hash(password, cost))
+            .await?
+            .map_err(|e| PasswordError::Hashing(e.to_string()))
+    }
+
+    /// Checks `password` against `hash`; with `None` it checks against the dummy hash and returns
+    /// false, taking the same time as a real check.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> bool {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
+        let matches = self
+            .blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await
+            .unwrap_or(false);
+        known && matches
+    }
+
+    async fn blocking<T, F>(&self, work: F) -> Result<T, PasswordError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| PasswordError::Hashing(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hash_then_verify() {
+        let hasher = PasswordHasher::new(4).await.unwrap();
+        let hash = hasher.hash("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$2"));
+        assert!(
+            hasher
+                .verify("correct horse".into(), Some(hash.clone()))
+                .await
+        );
+        assert!(!hasher.verify("wrong horse".into(), Some(hash)).await);
+        assert!(!hasher.verify("correct horse".into(), None).await);
+    }
+}

@@ -1,0 +1,193 @@
+//! HTTP boundary errors: `ApiError`, its JSON body `{"error","message"}`, and the one `recover` function
+//! that turns every warp rejection into that body.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
+use warp::reject::Reject;
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+use crate::store::StoreError;
+
+/// Every error a client can get from the REST routes or a refused upgrade.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// Body is not JSON, lacks a field, has a wrong type; or the request is otherwise malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Body over the 16 KiB limit.
+    #[error("the request body is larger than 16 KiB")]
+    PayloadTooLarge,
+    /// Body sent with a content type other than JSON.
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    /// Username does not match `^[A-Za-z0-9_]{3,32}$`.
+    #[error("username must be 3 to 32 characters: letters, digits or underscore")]
+    InvalidUsername,
+    /// Password outside 8..=72 bytes.
+    #[error("{0}")]
+    InvalidPassword(&'static str),
+    /// Registration of an existing username.
+    #[error("this username is already taken")]
+    UsernameTaken,
+    /// Unknown user or wrong password (indistinguishable on purpose).
+    #[error("unknown username or wrong password")]
+    InvalidCredentials,
+    /// Missing, malformed, expired or revoked bearer token.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// Per-IP limit exceeded.
+    #[error("too many requests, retry later")]
+    RateLimited {
+        /// When the next request will be allowed.
+        retry_after: Duration,
+    },
+    /// The store did not answer.
+    #[error("the store is unavailable, retry later")]
+    StoreUnavailable,
+    /// Upgrade from an origin not in the allow list.
+    #[error("this origin may not open WebSockets here")]
+    OriginForbidden,
+    /// `/ws` without a ticket, or with an empty one.
+    #[error("the ticket query parameter is missing")]
+    TicketMissing,
+    /// Malformed, forged or unknown ticket.
+    #[error("the ticket is not valid")]
+    TicketInvalid,
+    /// Ticket past its expiry.
+    #[error("the ticket has expired, mint a new one")]
+    TicketExpired,
+    /// Ticket consumed before.
+    #[error("the ticket was already used, mint a new one")]
+    TicketUsed,
+    /// `/ws` requested without a WebSocket handshake.
+    #[error("this route needs a WebSocket upgrade (HTTP/1.1, Upgrade: websocket, version 13)")]
+    UpgradeRequired,
+    /// No such route or file.
+    #[error("not found")]
+    NotFound,
+    /// Route exists, method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A bug or an unexpected failure; details are logged, not sent.
+    #[error("internal error")]
+    Internal,
+}
+
+impl Reject for ApiError {}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Duplicate => ApiError::UsernameTaken,
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "store unavailable");
+                ApiError::StoreUnavailable
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            BadRequest(_) | InvalidUsername | InvalidPassword(_) => StatusCode::BAD_REQUEST,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UsernameTaken => StatusCode::CONFLICT,
+            InvalidCredentials | Unauthorized | TicketMissing | TicketInvalid | TicketExpired
+            | TicketUsed => StatusCode::UNAUTHORIZED,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OriginForbidden => StatusCode::FORBIDDEN,
+            UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Machine-readable code, the `error` field.
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            BadRequest(_) => "bad_request",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            InvalidUsername => "invalid_username",
+            InvalidPassword(_) => "invalid_password",
+            UsernameTaken => "username_taken",
+            InvalidCredentials => "invalid_credentials",
+            Unauthorized => "unauthorized",
+            RateLimited { .. } => "rate_limited",
+            StoreUnavailable => "store_unavailable",
+            OriginForbidden => "origin_forbidden",
+            TicketMissing => "ticket_missing",
+            TicketInvalid => "ticket_invalid",
+            TicketExpired => "ticket_expired",
+            TicketUsed => "ticket_used",
+            UpgradeRequired => "upgrade_required",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            Internal => "internal",
+        }
+    }
+
+    /// The JSON response, with `Retry-After` on 429, `WWW-Authenticate` on bearer failures.
+    pub fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            message: String,
+        }
+        let body = Body {
+            error: self.code(),
+            message: self.to_string(),
+        };
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::RateLimited { retry_after } => {
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::UpgradeRequired => {
+                headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// The single rejection handler: every rejection leaves as `{"error","message"}` JSON.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let err = if let Some(err) = rejection.find::<ApiError>() {
+        err.clone()
+    } else if rejection.is_not_found() {
+        ApiError::NotFound
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::PayloadTooLarge
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::BadRequest(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
+        ApiError::BadRequest(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::BadRequest(e.to_string())
+    } else {
+        tracing::error!(?rejection, "unhandled rejection");
+        ApiError::Internal
+    };
+    Ok(err.into_response())
+}

@@ -1,0 +1,375 @@
+//! The HTTP surface: REST routes (register, login, logout, ws-ticket, health), the static client, and
+//! the assembly of every filter with the JSON `recover`, request logging and security headers.
+//!
+//! One function per route filter, one handler per route; state arrives through `with_app`.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, BytesMut};
+use futures_util::{Stream, StreamExt};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::auth::Claims;
+use crate::error::{recover, ApiError};
+use crate::state::App;
+use crate::store::{now_millis, UserRecord};
+use crate::ws::protocol::CloseReason;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: u64 = 16 * 1024;
+
+/// The peer address of the TCP connection, inserted by the connection service in `startup`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Every route, with errors as JSON, request logs and security headers.
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let api = register(app.clone())
+        .or(login(app.clone()))
+        .unify()
+        .or(logout(app.clone()))
+        .unify()
+        .or(ws_ticket(app.clone()))
+        .unify()
+        .or(health(app.clone()))
+        .unify()
+        .with(warp::reply::with::header(
+            http::header::CACHE_CONTROL,
+            "no-store",
+        ))
+        .map(Reply::into_response);
+    let static_files = warp::get()
+        .and(warp::fs::dir(app.settings.client_dir.clone()))
+        .map(Reply::into_response);
+    api.or(crate::ws::upgrade::route(app))
+        .unify()
+        .or(static_files)
+        .unify()
+        .recover(recover)
+        .unify()
+        .with(warp::log::custom(log_request))
+        .with(warp::reply::with::headers(security_headers()))
+        .map(Reply::into_response)
+}
+
+fn security_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers
+}
+
+/// Logs method, path (never the query string: it carries tickets), status and latency.
+fn log_request(info: warp::log::Info<'_>) {
+    tracing::info!(
+        target: "wsgate::http",
+        method = %info.method(),
+        path = info.path(),
+        status = info.status().as_u16(),
+        elapsed_ms = info.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+}
+
+fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
+    warp::any().map(move || app.clone())
+}
+
+/// The client's IP (the TCP peer).
+pub fn client_ip() -> impl Filter<Extract = (IpAddr,), Error = Infallible> + Copy {
+    warp::ext::optional::<ClientAddr>().map(|addr: Option<ClientAddr>| {
+        addr.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.0.ip())
+    })
+}
+
+/// A JSON body of at most 16 KiB, with or without `Content-Length`, as `T`; every failure is a clear
+/// `bad_request`, `payload_too_large` or `unsupported_media_type`.
+fn json_body<T: DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone
+{
+    warp::header::optional::<String>("content-type")
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and_then(
+            |content_type: Option<String>, length: Option<u64>, body| async move {
+                if let Some(ct) = content_type {
+                    if !ct.to_ascii_lowercase().starts_with("application/json") {
+                        return Err(Rejection::from(ApiError::UnsupportedMediaType));
+                    }
+                }
+                if length.is_some_and(|l| l > MAX_BODY_BYTES) {
+                    return Err(ApiError::PayloadTooLarge.into());
+                }
+                let bytes = read_limited(body).await?;
+                serde_json::from_slice::<T>(&bytes).map_err(|err| {
+                    Rejection::from(ApiError::BadRequest(format!("invalid JSON body: {err}")))
+                })
+            },
+        )
+}
+
+/// Reads a body, refusing it as soon as it passes the limit (a chunked body has no length to check).
+async fn read_limited<S, B>(body: S) -> Result<BytesMut, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|err| ApiError::BadRequest(format!("could not read body: {err}")))?;
+        if (bytes.len() + chunk.remaining()) as u64 > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        bytes.put(chunk);
+    }
+    Ok(bytes)
+}
+
+/// `{username, password}` of register and login.
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+fn valid_username(name: &str) -> bool {
+    (3..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Password rules; `Err` holds the message. 72 bytes is bcrypt's input limit: longer passwords are
+/// refused rather than silently truncated.
+fn check_password(password: &str) -> Result<(), &'static str> {
+    if password.len() < 8 {
+        Err("password must be at least 8 bytes")
+    } else if password.len() > 72 {
+        Err("password must be at most 72 bytes (bcrypt's limit)")
+    } else if password.contains('\0') {
+        Err("password must not contain NUL characters")
+    } else {
+        Ok(())
+    }
+}
+
+fn post_json(path: &'static str) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path("api")
+        .and(warp::path(path))
+        .and(warp::path::end())
+        .and(warp::post())
+}
+
+fn register(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    post_json("register")
+        .and(with_app(app))
+        .and(client_ip())
+        .and(json_body::<Credentials>())
+        .and_then(|app: Arc<App>, ip, creds| async move {
+            handle_register(app, ip, creds)
+                .await
+                .map_err(Rejection::from)
+        })
+}
+
+async fn handle_register(
+    app: Arc<App>,
+    ip: IpAddr,
+    creds: Credentials,
+) -> Result<Response, ApiError> {
+    app.limits.register.check(ip)?;
+    if !valid_username(&creds.username) {
+        return Err(ApiError::InvalidUsername);
+    }
+    check_password(&creds.password).map_err(ApiError::InvalidPassword)?;
+    // Cheap pre-check so a taken name does not cost a bcrypt run; the insert below stays authoritative.
+    if app.store.find_user(&creds.username).await?.is_some() {
+        return Err(ApiError::UsernameTaken);
+    }
+    let password_hash = app.passwords.hash(creds.password).await.map_err(|err| {
+        tracing::error!(%err, "password hashing failed");
+        ApiError::Internal
+    })?;
+    app.store
+        .create_user(UserRecord {
+            username: creds.username.clone(),
+            password_hash,
+            created_at: now_millis(),
+        })
+        .await?;
+    tracing::info!(user = %creds.username, "user registered");
+    Ok(warp::reply::with_status(
+        warp::reply::json(&json!({"username": creds.username})),
+        StatusCode::CREATED,
+    )
+    .into_response())
+}
+
+fn login(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    post_json("login")
+        .and(with_app(app))
+        .and(client_ip())
+        .and(json_body::<Credentials>())
+        .and_then(|app: Arc<App>, ip, creds| async move {
+            handle_login(app, ip, creds).await.map_err(Rejection::from)
+        })
+}
+
+async fn handle_login(app: Arc<App>, ip: IpAddr, creds: Credentials) -> Result<Response, ApiError> {
+    app.limits.login.check(ip)?;
+    let user = if valid_username(&creds.username) && check_password(&creds.password).is_ok() {
+        app.store.find_user(&creds.username).await?
+    } else {
+        None
+    };
+    // Unknown users are verified against a dummy hash: same work, same time, same answer.
+    let (username, hash) = match user {
+        Some(user) => (Some(user.username), Some(user.password_hash)),
+        None => (None, None),
+    };
+    if !app.passwords.verify(creds.password, hash).await {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let username = username.ok_or(ApiError::InvalidCredentials)?;
+    let issued = app.tokens.issue(&username);
+    tracing::info!(user = %username, "login");
+    Ok(warp::reply::json(&json!({
+        "access_token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": app.tokens.ttl().as_secs(),
+    }))
+    .into_response())
+}
+
+/// Verifies `Authorization: Bearer <jwt>` including revocation.
+async fn authenticate(app: &App, header: Option<String>) -> Result<Claims, ApiError> {
+    let header = header.ok_or(ApiError::Unauthorized)?;
+    let (scheme, token) = header.split_once(' ').ok_or(ApiError::Unauthorized)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::Unauthorized);
+    }
+    let claims = app
+        .tokens
+        .verify(token.trim())
+        .map_err(|_| ApiError::Unauthorized)?;
+    if app.store.is_revoked(&claims.jti).await? {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(claims)
+}
+
+fn bearer_post(
+    path: &'static str,
+    app: Arc<App>,
+) -> impl Filter<Extract = (Arc<App>, IpAddr, Option<String>), Error = Rejection> + Clone {
+    post_json(path)
+        .and(with_app(app))
+        .and(client_ip())
+        .and(warp::header::optional::<String>("authorization"))
+}
+
+fn logout(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    bearer_post("logout", app).and_then(|app: Arc<App>, _ip, auth| async move {
+        handle_logout(app, auth).await.map_err(Rejection::from)
+    })
+}
+
+async fn handle_logout(app: Arc<App>, auth: Option<String>) -> Result<Response, ApiError> {
+    let claims = authenticate(&app, auth).await?;
+    app.store
+        .revoke_token(&claims.jti, claims.exp.saturating_mul(1000))
+        .await?;
+    let closed = app.hub.kick_token(&claims.jti, CloseReason::TokenRevoked);
+    tracing::info!(user = %claims.sub, sockets_closed = closed, "logout");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn ws_ticket(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    bearer_post("ws-ticket", app).and_then(|app: Arc<App>, ip, auth| async move {
+        handle_ws_ticket(app, ip, auth)
+            .await
+            .map_err(Rejection::from)
+    })
+}
+
+async fn handle_ws_ticket(
+    app: Arc<App>,
+    ip: IpAddr,
+    auth: Option<String>,
+) -> Result<Response, ApiError> {
+    app.limits.ticket.check(ip)?;
+    let claims = authenticate(&app, auth).await?;
+    let ttl = app.settings.ticket_ttl;
+    let ticket = app.tickets.mint(now_millis() + ttl.as_millis() as i64);
+    app.store
+        .insert_ticket(crate::store::TicketRecord {
+            hash: ticket.hash,
+            username: claims.sub.clone(),
+            expires_at: ticket.expires_at,
+        })
+        .await?;
+    tracing::debug!(user = %claims.sub, "ticket minted");
+    Ok(warp::reply::with_status(
+        warp::reply::json(&json!({"ticket": ticket.text, "expires_in": ttl.as_secs()})),
+        StatusCode::CREATED,
+    )
+    .into_response())
+}
+
+fn health(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "health")
+        .and(warp::get())
+        .and(with_app(app))
+        .and_then(|app: Arc<App>| async move {
+            match app.store.ping().await {
+                Ok(()) => Ok(warp::reply::json(&json!({
+                    "status": "ok",
+                    "store": app.store.kind(),
+                }))
+                .into_response()),
+                Err(err) => Err(Rejection::from(ApiError::from(err))),
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_rule() {
+        for ok in ["abc", "a_b_9", &"x".repeat(32)] {
+            assert!(valid_username(ok), "{ok}");
+        }
+        for bad in ["ab", &"x".repeat(33), "a-b", "a b", "émile", ""] {
+            assert!(!valid_username(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn password_rule_counts_bytes() {
+        assert!(check_password("12345678").is_ok());
+        assert!(check_password("1234567").is_err());
+        assert!(check_password(&"x".repeat(72)).is_ok());
+        assert!(check_password(&"x".repeat(73)).is_err());
+        // 24 three-byte characters are 72 bytes; 25 are 75.
+        assert!(check_password(&"€".repeat(24)).is_ok());
+        assert!(check_password(&"€".repeat(25)).is_err());
+        assert!(check_password("12345678\0").is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! wsgate: a WebSocket authentication gateway. Users log in over REST and get a short-lived JWT, trade
+//! it for a single-use WebSocket ticket, upgrade with the ticket, and authenticate the socket with the
+//! JWT in its first frame; authenticated sockets chat through the hub.
+//!
+//! The wire contract is in `docs/protocol.md`; `startup::Application` is the entry point.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ratelimit;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod ws;
+
+pub use config::{Config, Settings};
+pub use startup::Application;

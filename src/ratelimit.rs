@@ -1,0 +1,167 @@
+//! Rate limits: per-IP limiters for the REST routes and upgrades, per-socket limiters for chat messages.
+//!
+//! All are governor GCRA limiters. Keyed limiters grow one entry per client IP, so a background task
+//! (see `startup`) calls `retain_recent` to forget IPs whose state has fully replenished.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::RateLimits;
+use crate::error::ApiError;
+
+/// One per-IP limit, or none when configured to 0.
+pub struct IpLimit(Option<DefaultKeyedRateLimiter<IpAddr>>);
+
+impl IpLimit {
+    fn per_minute(n: Option<u32>) -> Self {
+        Self(
+            n.and_then(NonZeroU32::new)
+                .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+        )
+    }
+
+    /// Takes one cell for `ip`, or says how long to wait.
+    pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let Some(limiter) = &self.0 else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&ip)
+            .map_err(|not_until| ApiError::RateLimited {
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            })
+    }
+
+    fn forget_idle(&self) {
+        if let Some(limiter) = &self.0 {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// The per-IP limits of the HTTP side.
+pub struct IpLimits {
+    /// `POST /api/register`.
+    pub register: IpLimit,
+    /// `POST /api/login`.
+    pub login: IpLimit,
+    /// `POST /api/ws-ticket`.
+    pub ticket: IpLimit,
+    /// `GET /ws`.
+    pub upgrade: IpLimit,
+}
+
+impl IpLimits {
+    /// Builds the limiters from the configuration.
+    pub fn new(rate: &RateLimits) -> Self {
+        Self {
+            register: IpLimit::per_minute(rate.register_per_min),
+            login: IpLimit::per_minute(rate.login_per_min),
+            ticket: IpLimit::per_minute(rate.ticket_per_min),
+            upgrade: IpLimit::per_minute(rate.upgrade_per_min),
+        }
+    }
+
+    /// Drops the state of IPs that have been quiet long enough to be back at a full burst.
+    pub fn forget_idle(&self) {
+        for limit in [&self.register, &self.login, &self.ticket, &self.upgrade] {
+            limit.forget_idle();
+        }
+    }
+}
+
+/// Rejections within this window count towards a flood.
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+/// Rejected messages within `FLOOD_WINDOW` after which the socket is closed.
+pub const FLOOD_STRIKES: u32 = 20;
+
+/// What the per-socket limiter decided about one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageVerdict {
+    /// Deliver it.
+    Allowed,
+    /// Refuse it with an `error` frame.
+    Limited,
+    /// Refused too often: close the socket (4429).
+    Flood,
+}
+
+/// A socket's message limiter plus its flood detector.
+pub struct MessageLimiter {
+    limiter: Option<DefaultDirectRateLimiter>,
+    strikes: u32,
+    window_start: tokio::time::Instant,
+}
+
+impl MessageLimiter {
+    /// `per_sec` messages per second, also the burst; `None` means unlimited.
+    pub fn new(per_sec: Option<u32>) -> Self {
+        Self {
+            limiter: per_sec
+                .and_then(NonZeroU32::new)
+                .map(|n| RateLimiter::direct(Quota::per_second(n))),
+            strikes: 0,
+            window_start: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Decides about one incoming message.
+    pub fn check(&mut self) -> MessageVerdict {
+        let Some(limiter) = &self.limiter else {
+            return MessageVerdict::Allowed;
+        };
+        if limiter.check().is_ok() {
+            return MessageVerdict::Allowed;
+        }
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window_start) > FLOOD_WINDOW {
+            self.window_start = now;
+            self.strikes = 0;
+        }
+        self.strikes += 1;
+        if self.strikes >= FLOOD_STRIKES {
+            MessageVerdict::Flood
+        } else {
+            MessageVerdict::Limited
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_limit_refuses_past_the_burst_with_a_retry_after() {
+        let limit = IpLimit::per_minute(Some(2));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(limit.check(ip).is_ok());
+        assert!(limit.check(ip).is_ok());
+        match limit.check(ip) {
+            Err(ApiError::RateLimited { retry_after }) => {
+                assert!(retry_after > Duration::from_secs(20), "{retry_after:?}")
+            }
+            other => panic!("expected rate_limited, got {other:?}"),
+        }
+        assert!(limit.check("10.0.0.2".parse().unwrap()).is_ok());
+        assert!(IpLimit::per_minute(None).check(ip).is_ok());
+    }
+
+    #[test]
+    fn sustained_flood_escalates_to_close() {
+        let mut limiter = MessageLimiter::new(Some(2));
+        assert_eq!(limiter.check(), MessageVerdict::Allowed);
+        assert_eq!(limiter.check(), MessageVerdict::Allowed);
+        for _ in 1..FLOOD_STRIKES {
+            assert_eq!(limiter.check(), MessageVerdict::Limited);
+        }
+        assert_eq!(limiter.check(), MessageVerdict::Flood);
+        let mut unlimited = MessageLimiter::new(None);
+        assert!((0..1000).all(|_| unlimited.check() == MessageVerdict::Allowed));
+    }
+}

@@ -1,0 +1,256 @@
+//! Startup and serving: `Application::build` binds the listener and assembles the state;
+//! `run_until_stopped` accepts connections until a shutdown future resolves, then closes every socket
+//! with 1001 and waits (bounded) for all connection tasks.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_service::Service;
+
+use crate::auth::password::PasswordError;
+use crate::auth::{PasswordHasher, TicketCodec, TokenKeys};
+use crate::config::Settings;
+use crate::http::ClientAddr;
+use crate::ratelimit::IpLimits;
+use crate::state::App;
+use crate::store::{MemoryStore, Store};
+use crate::ws::hub::Hub;
+
+/// How long shutdown waits for connections to finish before giving up on them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// A client must send its request headers within this time (slow-loris protection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often idle per-IP limiter state is forgotten.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The password hasher could not be initialised.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+/// Holds a connection slot (of `max_connections`) for as long as any clone lives: the HTTP connection
+/// holds one, and a WebSocket upgraded from it holds another.
+#[derive(Clone)]
+pub struct ConnSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    app: Arc<App>,
+    slots: Arc<Semaphore>,
+}
+
+impl Application {
+    /// Binds the configured address and builds the state with the embedded store.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        Self::build_with_store(settings, store).await
+    }
+
+    /// Binds the configured address and builds the state over the given store.
+    pub async fn build_with_store(
+        settings: Settings,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, StartupError> {
+        let listener =
+            TcpListener::bind(settings.addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.addr,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.addr,
+            source,
+        })?;
+        let secret = match &settings.jwt_secret {
+            Some(secret) => secret.clone(),
+            None => {
+                tracing::warn!(
+                    "WSGATE_JWT_SECRET is not set: using a random secret for this process only. \
+                     Tokens will not survive a restart and cannot be shared between instances."
+                );
+                crate::auth::os_random::<32>().to_vec()
+            }
+        };
+        let previous = settings.jwt_previous_secret.as_deref();
+        let app = Arc::new(App {
+            tokens: TokenKeys::new(&secret, previous, settings.jwt_ttl, settings.jwt_leeway),
+            tickets: TicketCodec::new(&secret, previous),
+            passwords: PasswordHasher::new(settings.bcrypt_cost).await?,
+            hub: Hub::new(settings.outbound_queue),
+            limits: IpLimits::new(&settings.rate),
+            allowed_origins: App::resolve_origins(&settings, local_addr),
+            ws_config: App::websocket_config(settings.max_frame_bytes),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            store,
+            settings,
+        });
+        Ok(Self {
+            listener,
+            local_addr,
+            slots: Arc::new(Semaphore::new(app.settings.max_connections)),
+            app,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state, for embedding and tests (hub counts, store).
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, closes every socket with 1001 and waits
+    /// up to `SHUTDOWN_GRACE` for connection tasks to end.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
+        let Self {
+            listener,
+            local_addr,
+            app,
+            slots,
+        } = self;
+        tracing::info!(
+            addr = %local_addr,
+            store = app.store.kind(),
+            origins = ?app.allowed_origins,
+            "wsgate listening"
+        );
+        let sweeper = tokio::spawn(sweep_limiters(app.clone()));
+        tokio::select! {
+            _ = accept_loop(listener, app.clone(), slots) => {}
+            _ = shutdown => tracing::info!("shutdown requested"),
+        }
+        app.shutdown.cancel();
+        sweeper.abort();
+        app.tasks.close();
+        let open = app.tasks.len();
+        if tokio::time::timeout(SHUTDOWN_GRACE, app.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = app.tasks.len(),
+                "connections still open after the grace period"
+            );
+        }
+        tracing::info!(connections = open, "wsgate stopped");
+    }
+}
+
+async fn accept_loop(listener: TcpListener, app: Arc<App>, slots: Arc<Semaphore>) {
+    loop {
+        // Waiting for a slot before accepting leaves excess connections in the kernel backlog
+        // instead of failing accept() with EMFILE in a busy loop.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => ConnSlot(Arc::new(slot)),
+                Err(_) => return,
+            },
+            _ = app.shutdown.cancelled() => return,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = app.shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                app.tasks
+                    .spawn(serve_connection(stream, peer, app.clone(), slot));
+            }
+            Err(err) => {
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on one TCP connection (REST, static files, and the upgrade request).
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, app: Arc<App>, slot: ConnSlot) {
+    let routes = warp::service(crate::http::routes(app.clone()));
+    let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(ClientAddr(peer));
+        req.extensions_mut().insert(slot.clone());
+        let mut routes = routes.clone();
+        async move { routes.call(req).await }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = app.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(SHUTDOWN_GRACE, conn).await {
+                Ok(result) => result,
+                Err(_) => return,
+            }
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(%err, "http connection ended with an error");
+    }
+}
+
+async fn sweep_limiters(app: Arc<App>) {
+    let mut ticker = tokio::time::interval(LIMITER_SWEEP);
+    loop {
+        ticker.tick().await;
+        app.limits.forget_idle();
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,88 @@
+//! Shared application state handed to every route and socket: one `Arc<App>` per server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{PasswordHasher, TicketCodec, TokenKeys};
+use crate::config::Settings;
+use crate::ratelimit::IpLimits;
+use crate::store::Store;
+use crate::ws::hub::Hub;
+
+/// Read buffer per WebSocket. Chat frames are small; tungstenite's 128 KiB default would be resident
+/// (and zero-filled before each read) for every idle socket. Larger frames still work: the buffer
+/// grows for them and the frame-size limit bounds how far.
+pub const WS_READ_BUFFER: usize = 4 * 1024;
+
+/// Everything the server shares. Built once by `startup`; handed around as `Arc<App>`.
+pub struct App {
+    /// Validated configuration.
+    pub settings: Settings,
+    /// The backend.
+    pub store: Arc<dyn Store>,
+    /// JWT signing and verification.
+    pub tokens: TokenKeys,
+    /// Ticket minting and verification.
+    pub tickets: TicketCodec,
+    /// bcrypt, off the async workers.
+    pub passwords: PasswordHasher,
+    /// Online sockets and broadcast.
+    pub hub: Hub,
+    /// Per-IP limits.
+    pub limits: IpLimits,
+    /// Origins allowed to upgrade (lower-case, no trailing slash).
+    pub allowed_origins: Vec<String>,
+    /// The WebSocket settings wsgate owns (read buffer, frame limits).
+    pub ws_config: WebSocketConfig,
+    /// Cancelled when the server shuts down; every connection watches it.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+impl App {
+    /// Allowed origins: the configured list, or the server's own address by default.
+    pub fn resolve_origins(settings: &Settings, local: SocketAddr) -> Vec<String> {
+        if !settings.allowed_origins.is_empty() {
+            return settings.allowed_origins.clone();
+        }
+        let port = local.port();
+        let mut origins = vec![
+            format!("http://localhost:{port}"),
+            format!("http://127.0.0.1:{port}"),
+        ];
+        if !local.ip().is_loopback() && !local.ip().is_unspecified() {
+            origins.push(format!("http://{local}"));
+        }
+        origins
+    }
+
+    /// Whether an `Origin` header value may open a socket. A missing header (non-browser client)
+    /// is allowed: Origin exists to stop *other web pages* from riding a user's browser.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match origin {
+            None => true,
+            Some(origin) => {
+                let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+                self.allowed_origins
+                    .iter()
+                    .any(|allowed| *allowed == origin)
+            }
+        }
+    }
+
+    /// The WebSocket configuration for the given frame limit.
+    pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER)
+            // Frames pending for a socket are fed and then flushed once, so they leave in one write;
+            // the connection loop feeds a bounded batch, which bounds this buffer too.
+            .write_buffer_size(16 * 1024)
+            .max_message_size(Some(max_frame_bytes))
+            .max_frame_size(Some(max_frame_bytes))
+    }
+}

@@ -1,0 +1,214 @@
+//! Embedded in-memory store: the default backend, needing no external service.
+//!
+//! A cheap `Clone` handle over `Arc<Shared>`; one `std::sync::Mutex` guards all maps and is never held
+//! across an `.await` (every operation is a short synchronous critical section, which is also what makes
+//! ticket consumption atomic). A background task purges expired tickets and revocations; it holds only
+//! a `Weak` reference, so it ends by itself when the last handle is dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    now_millis, Store, StoreError, TicketHash, TicketOutcome, TicketRecord, UnixMillis, UserRecord,
+};
+
+/// How often expired records are purged by default.
+pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Handle to the in-memory store.
+#[derive(Clone)]
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Users by lower-cased username.
+    users: HashMap<String, UserRecord>,
+    /// Tickets by hash, with their used flag.
+    tickets: HashMap<TicketHash, StoredTicket>,
+    /// Revoked token ids and the instant after which the revocation may be forgotten.
+    revoked: HashMap<String, UnixMillis>,
+}
+
+struct StoredTicket {
+    username: String,
+    expires_at: UnixMillis,
+    used: bool,
+}
+
+impl MemoryStore {
+    /// Creates a store with the default purge interval. Must be called inside a tokio runtime.
+    pub fn new() -> Self {
+        Self::with_purge_interval(DEFAULT_PURGE_INTERVAL)
+    }
+
+    /// Creates a store whose purge task runs every `interval`.
+    pub fn with_purge_interval(interval: Duration) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+        });
+        tokio::spawn(purge_task(Arc::downgrade(&shared), interval));
+        Self { shared }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.shared.state)
+    }
+
+    /// Number of tickets currently held (used and unused), for tests of the purge.
+    pub fn ticket_count(&self) -> usize {
+        self.state().tickets.len()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Locks, recovering from poisoning: every critical section leaves the maps consistent, so a panic
+/// elsewhere must not take the store down with it.
+fn lock(mutex: &Mutex<State>) -> MutexGuard<'_, State> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn purge_task(shared: Weak<Shared>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = now_millis();
+        let mut state = lock(&shared.state);
+        state.tickets.retain(|_, t| t.expires_at > now);
+        state.revoked.retain(|_, exp| *exp > now);
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn create_user(&self, user: UserRecord) -> Result<(), StoreError> {
+        let mut state = self.state();
+        match state.users.entry(UserRecord::key_of(&user.username)) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(StoreError::Duplicate),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(user);
+                Ok(())
+            }
+        }
+    }
+
+    async fn find_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self
+            .state()
+            .users
+            .get(&UserRecord::key_of(username))
+            .cloned())
+    }
+
+    async fn insert_ticket(&self, ticket: TicketRecord) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state.tickets.contains_key(&ticket.hash) {
+            // 256 random bits never collide; a collision means a caller bug, not a retryable state.
+            return Err(StoreError::Duplicate);
+        }
+        state.tickets.insert(
+            ticket.hash,
+            StoredTicket {
+                username: ticket.username,
+                expires_at: ticket.expires_at,
+                used: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn consume_ticket(
+        &self,
+        hash: &TicketHash,
+        now: UnixMillis,
+    ) -> Result<TicketOutcome, StoreError> {
+        let mut state = self.state();
+        let Some(ticket) = state.tickets.get_mut(hash) else {
+            return Ok(TicketOutcome::Unknown);
+        };
+        Ok(if ticket.expires_at <= now {
+            TicketOutcome::Expired
+        } else if ticket.used {
+            TicketOutcome::Used
+        } else {
+            ticket.used = true;
+            TicketOutcome::Accepted {
+                username: ticket.username.clone(),
+            }
+        })
+    }
+
+    async fn revoke_token(&self, jti: &str, expires_at: UnixMillis) -> Result<(), StoreError> {
+        self.state().revoked.insert(jti.to_owned(), expires_at);
+        Ok(())
+    }
+
+    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        Ok(self.state().revoked.contains_key(jti))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn purge_drops_expired_tickets_only() {
+        let store = MemoryStore::with_purge_interval(Duration::from_millis(20));
+        let now = now_millis();
+        for (i, ttl) in [(1u8, -1_000i64), (2, 60_000)] {
+            store
+                .insert_ticket(TicketRecord {
+                    hash: [i; 32],
+                    username: "alice".into(),
+                    expires_at: now + ttl,
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.ticket_count(), 2);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.ticket_count(), 1);
+        assert!(matches!(
+            store.consume_ticket(&[2; 32], now_millis()).await.unwrap(),
+            TicketOutcome::Accepted { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn purge_task_ends_when_the_store_is_dropped() {
+        let store = MemoryStore::with_purge_interval(Duration::from_millis(5));
+        let weak = Arc::downgrade(&store.shared);
+        drop(store);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(weak.upgrade().is_none());
+    }
+}

@@ -1,0 +1,399 @@
+//! One WebSocket after its 101: PENDING until a valid `auth` frame, then a chat session, then a clean close.
+//!
+//! One task owns the socket and drives everything with one `select!`: frames from the client, the
+//! broadcast feed, revocation, token expiry, heartbeat and shutdown. No second task, no per-socket
+//! channel beyond the shared broadcast ring: an idle socket costs one small future.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::hub::ConnId;
+use super::protocol::{ClientFrame, CloseReason, ServerFrame, MAX_MESSAGE_CHARS};
+use crate::auth::Claims;
+use crate::ratelimit::{MessageLimiter, MessageVerdict};
+use crate::state::App;
+use crate::store::now_millis;
+
+/// Broadcast frames written per flush at most: pending frames leave in one write, but one busy
+/// socket cannot starve its own reads for long.
+const WRITE_BATCH: usize = 64;
+/// How long a closing socket waits for the peer to finish the close handshake.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Bytes a closing socket will read and discard while lingering.
+const CLOSE_DRAIN_LIMIT: usize = 1 << 20;
+
+/// Serves one upgraded socket until it closes.
+pub async fn serve<S>(app: Arc<App>, mut ws: WebSocketStream<S>, ticket_user: String, conn: ConnId)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let outcome = match await_auth(&app, &mut ws, &ticket_user).await {
+        Ok(claims) => {
+            tracing::Span::current().record("user", claims.sub.as_str());
+            tracing::info!("socket authenticated");
+            let mut membership = Membership::join(&app, conn, &claims);
+            let joined = membership.joined.take();
+            Session::new(&app, conn, claims).run(&mut ws, joined).await
+        }
+        Err(outcome) => outcome,
+    };
+    match outcome {
+        Some(reason) => {
+            tracing::info!(
+                code = reason.code(),
+                reason = reason.name(),
+                "closing socket"
+            );
+            close(&mut ws, Some(reason)).await;
+        }
+        None => {
+            tracing::debug!("socket closed by peer");
+            close(&mut ws, None).await;
+        }
+    }
+}
+
+/// Holds the socket's hub membership; leaving happens in `Drop`, so every exit path announces `left`.
+struct Membership<'a> {
+    app: &'a App,
+    conn: ConnId,
+    joined: Option<super::hub::Joined>,
+}
+
+impl<'a> Membership<'a> {
+    fn join(app: &'a App, conn: ConnId, claims: &Claims) -> Self {
+        let joined = app.hub.join(conn, &claims.sub, claims.jti.clone());
+        Self {
+            app,
+            conn,
+            joined: Some(joined),
+        }
+    }
+}
+
+impl Drop for Membership<'_> {
+    fn drop(&mut self) {
+        self.app.hub.leave(self.conn);
+    }
+}
+
+/// Checks a socket token: signature and expiry, revocation, and that it belongs to `user`.
+async fn check_token(app: &App, token: &str, user: &str) -> Result<Claims, CloseReason> {
+    let claims = app.tokens.verify(token)?;
+    match app.store.is_revoked(&claims.jti).await {
+        Ok(false) => {}
+        Ok(true) => return Err(CloseReason::TokenRevoked),
+        Err(err) => {
+            tracing::warn!(%err, "store unavailable while checking a socket token");
+            return Err(CloseReason::StoreUnavailable);
+        }
+    }
+    if claims.sub != user {
+        return Err(CloseReason::TicketUserMismatch);
+    }
+    Ok(claims)
+}
+
+/// PENDING: waits for the first data frame, which must be `{"type":"auth","token":JWT}` of the ticket's
+/// user. `Err(None)` means the peer went away.
+async fn await_auth<S>(
+    app: &App,
+    ws: &mut WebSocketStream<S>,
+    ticket_user: &str,
+) -> Result<Claims, Option<CloseReason>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = Instant::now() + app.settings.auth_timeout;
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = app.shutdown.cancelled() => return Err(Some(CloseReason::ServerShutdown)),
+            _ = sleep_until(deadline) => return Err(Some(CloseReason::AuthTimeout)),
+            frame = ws.next() => frame,
+        };
+        let text = match frame {
+            None | Some(Ok(Message::Close(_))) => return Err(None),
+            Some(Err(err)) => return Err(read_error(err)),
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Binary(_))) => return Err(Some(CloseReason::BadRequest)),
+            Some(Ok(Message::Text(text))) => text,
+        };
+        let Ok(ClientFrame::Auth { token }) = serde_json::from_str::<ClientFrame>(&text) else {
+            return Err(Some(CloseReason::BadRequest));
+        };
+        return check_token(app, &token, ticket_user).await.map_err(Some);
+    }
+}
+
+/// What a read error means for the socket: oversize gets 1009, anything else is a dead connection.
+fn read_error(err: WsError) -> Option<CloseReason> {
+    match err {
+        WsError::Capacity(_) => Some(CloseReason::MessageTooBig),
+        err => {
+            tracing::debug!(%err, "read failed");
+            None
+        }
+    }
+}
+
+/// An authenticated socket's state.
+struct Session<'a> {
+    app: &'a App,
+    conn: ConnId,
+    claims: Claims,
+    limiter: MessageLimiter,
+    last_heard: Instant,
+    write_timeout: Duration,
+}
+
+/// Why the write side gave up.
+enum WriteFailed {
+    /// The socket fell too far behind the broadcast.
+    Lagged,
+    /// The peer is gone or not reading.
+    Broken,
+}
+
+impl<'a> Session<'a> {
+    fn new(app: &'a App, conn: ConnId, claims: Claims) -> Self {
+        Self {
+            app,
+            conn,
+            claims,
+            limiter: MessageLimiter::new(app.settings.rate.messages_per_sec),
+            last_heard: Instant::now(),
+            write_timeout: app.settings.heartbeat,
+        }
+    }
+
+    /// When the current token stops being acceptable (its `exp` plus the leeway).
+    fn token_deadline(&self) -> Instant {
+        let end_ms = (self.claims.exp + self.app.tokens.leeway().as_secs() as i64) * 1000;
+        Instant::now() + Duration::from_millis(end_ms.saturating_sub(now_millis()).max(0) as u64)
+    }
+
+    async fn run<S>(
+        mut self,
+        ws: &mut WebSocketStream<S>,
+        joined: Option<super::hub::Joined>,
+    ) -> Option<CloseReason>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(super::hub::Joined {
+            users,
+            mut feed,
+            mut kicked,
+        }) = joined
+        else {
+            return Some(CloseReason::ServerShutdown);
+        };
+        let hello = ServerFrame::AuthOk {
+            user: &self.claims.sub,
+            expires_at: self.claims.exp,
+            users,
+        };
+        if self.write(ws, hello.to_json()).await.is_err() {
+            return None;
+        }
+        let beat = self.app.settings.heartbeat;
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + beat, beat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let expiry = tokio::time::sleep_until(self.token_deadline());
+        tokio::pin!(expiry);
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.app.shutdown.cancelled() => return Some(CloseReason::ServerShutdown),
+                reason = &mut kicked => return Some(reason.unwrap_or(CloseReason::ServerShutdown)),
+                _ = &mut expiry => return Some(CloseReason::TokenExpired),
+                _ = heartbeat.tick() => {
+                    if self.last_heard.elapsed() >= beat * 2 {
+                        return Some(CloseReason::HeartbeatTimeout);
+                    }
+                    if self.send(ws, Message::Ping(Default::default())).await.is_err() {
+                        return None;
+                    }
+                }
+                frame = feed.recv() => match frame {
+                    Ok(frame) => match self.write_batch(ws, frame, &mut feed).await {
+                        Ok(()) => {}
+                        Err(WriteFailed::Lagged) => return Some(CloseReason::SlowConsumer),
+                        Err(WriteFailed::Broken) => return None,
+                    },
+                    Err(RecvError::Lagged(_)) => return Some(CloseReason::SlowConsumer),
+                    Err(RecvError::Closed) => return Some(CloseReason::ServerShutdown),
+                },
+                frame = ws.next() => {
+                    self.last_heard = Instant::now();
+                    let text = match frame {
+                        None | Some(Ok(Message::Close(_))) => return None,
+                        Some(Err(err)) => return read_error(err),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                        Some(Ok(Message::Binary(_))) => None,
+                        Some(Ok(Message::Text(text))) => Some(text),
+                    };
+                    match self.handle_frame(ws, text).await {
+                        Ok(Some(new_deadline)) => expiry.as_mut().reset(new_deadline),
+                        Ok(None) => {}
+                        Err(reason) => return reason,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one data frame (`None` for binary). `Ok(Some(deadline))` after a refresh;
+    /// `Err(reason)` ends the session.
+    async fn handle_frame<S>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+        text: Option<Utf8Bytes>,
+    ) -> Result<Option<Instant>, Option<CloseReason>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match self.limiter.check() {
+            MessageVerdict::Allowed => {}
+            MessageVerdict::Limited => {
+                return self
+                    .reply_error(ws, "rate_limited", "too many messages, slow down")
+                    .await
+            }
+            MessageVerdict::Flood => return Err(Some(CloseReason::RateLimited)),
+        }
+        let frame = text.and_then(|t| serde_json::from_str::<ClientFrame>(&t).ok());
+        match frame {
+            None => {
+                self.reply_error(
+                    ws,
+                    "bad_request",
+                    "frames must be JSON text: message or refresh",
+                )
+                .await
+            }
+            Some(ClientFrame::Auth { .. }) => {
+                self.reply_error(ws, "bad_request", "this socket is already authenticated")
+                    .await
+            }
+            Some(ClientFrame::Message { text }) => {
+                let chars = text.chars().count();
+                if chars == 0 {
+                    self.reply_error(ws, "bad_request", "a message needs text")
+                        .await
+                } else if chars > MAX_MESSAGE_CHARS {
+                    self.reply_error(ws, "too_long", "a message has at most 2000 characters")
+                        .await
+                } else {
+                    self.app.hub.publish(&self.claims.sub, &text);
+                    Ok(None)
+                }
+            }
+            Some(ClientFrame::Refresh { token }) => {
+                let claims = check_token(self.app, &token, &self.claims.sub)
+                    .await
+                    .map_err(Some)?;
+                self.app.hub.set_jti(self.conn, claims.jti.clone());
+                self.claims = claims;
+                let reply = ServerFrame::Refreshed {
+                    expires_at: self.claims.exp,
+                };
+                self.write(ws, reply.to_json()).await.map_err(|_| None)?;
+                tracing::debug!("token refreshed in band");
+                Ok(Some(self.token_deadline()))
+            }
+        }
+    }
+
+    async fn reply_error<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        code: &str,
+        message: &str,
+    ) -> Result<Option<Instant>, Option<CloseReason>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let frame = ServerFrame::Error { code, message };
+        self.write(ws, frame.to_json())
+            .await
+            .map(|()| None)
+            .map_err(|_| None)
+    }
+
+    async fn write<S>(&self, ws: &mut WebSocketStream<S>, json: String) -> Result<(), ()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.send(ws, Message::Text(json.into())).await
+    }
+
+    /// Sends one frame, giving up after the write timeout (a peer that does not read).
+    async fn send<S>(&self, ws: &mut WebSocketStream<S>, message: Message) -> Result<(), ()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match timeout(self.write_timeout, ws.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    /// Writes `first` and whatever else is already pending in the feed, then flushes once.
+    async fn write_batch<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        first: Utf8Bytes,
+        feed: &mut tokio::sync::broadcast::Receiver<Utf8Bytes>,
+    ) -> Result<(), WriteFailed>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let batch = async {
+            ws.feed(Message::Text(first)).await?;
+            for _ in 1..WRITE_BATCH {
+                match feed.try_recv() {
+                    Ok(frame) => ws.feed(Message::Text(frame)).await?,
+                    Err(TryRecvError::Lagged(_)) => return Ok(Err(WriteFailed::Lagged)),
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+            ws.flush().await.map(|()| Ok(()))
+        };
+        match timeout(self.write_timeout, batch).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) | Err(_) => Err(WriteFailed::Broken),
+        }
+    }
+}
+
+/// Sends our close frame (if any), completes the peer's close handshake, then lingers briefly reading
+/// and discarding whatever the peer still sends. Dropping a TCP socket with unread input makes the
+/// kernel answer with RST, which can destroy the close frame before the peer reads it (the 1009 case:
+/// the rest of the oversized frame is still unread).
+async fn close<S>(ws: &mut WebSocketStream<S>, reason: Option<CloseReason>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = timeout(CLOSE_LINGER, ws.close(reason.map(CloseReason::frame))).await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < CLOSE_DRAIN_LIMIT {
+            match ws.get_mut().read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = timeout(CLOSE_LINGER, drain).await;
+}

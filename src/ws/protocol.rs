@@ -1,0 +1,218 @@
+//! The WebSocket wire contract: frames each side sends, and the close codes with their reasons.
+
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+/// Longest chat message, in Unicode scalar values.
+pub const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// A frame from the client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// First frame: authenticate with a JWT.
+    Auth {
+        /// The access token.
+        token: String,
+    },
+    /// A chat message for everyone.
+    Message {
+        /// The text, 1 to 2000 characters.
+        text: String,
+    },
+    /// Replace the socket's token with a fresher one of the same user.
+    Refresh {
+        /// The new access token.
+        token: String,
+    },
+}
+
+/// A frame from the server.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// Authentication succeeded.
+    AuthOk {
+        /// The socket's user.
+        user: &'a str,
+        /// When the socket's token expires, Unix seconds.
+        expires_at: i64,
+        /// Users online, sorted, unique, the socket's own included.
+        users: Vec<String>,
+    },
+    /// A chat message.
+    Message {
+        /// Unique message id.
+        id: &'a str,
+        /// Sender.
+        from: &'a str,
+        /// Text.
+        text: &'a str,
+        /// Server time of acceptance, Unix milliseconds.
+        ts: i64,
+    },
+    /// A user's first socket authenticated.
+    Joined {
+        /// Who.
+        user: &'a str,
+    },
+    /// A user's last socket closed.
+    Left {
+        /// Who.
+        user: &'a str,
+    },
+    /// The token was replaced.
+    Refreshed {
+        /// New expiry, Unix seconds.
+        expires_at: i64,
+    },
+    /// A request was refused; the socket stays open.
+    Error {
+        /// `bad_request`, `too_long` or `rate_limited`.
+        code: &'a str,
+        /// For humans.
+        message: &'a str,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// Serializes the frame (infallible for these shapes).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server frames always serialize")
+    }
+}
+
+/// Why the server closes a socket. The close reason is exactly `name()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// 4400: first frame was binary, not JSON, not `auth`, or had no string token.
+    BadRequest,
+    /// 4401: the JWT is malformed, forged or otherwise unacceptable.
+    TokenInvalid,
+    /// 4401: the JWT expired (at auth, at refresh, or while the socket was open).
+    TokenExpired,
+    /// 4401: the JWT was revoked (logout).
+    TokenRevoked,
+    /// 4403: the JWT's `sub` is not the ticket's user.
+    TicketUserMismatch,
+    /// 4408: no valid first frame within the auth timeout.
+    AuthTimeout,
+    /// 4408: nothing received, not even a pong, for two heartbeat intervals.
+    HeartbeatTimeout,
+    /// 4429: sustained message flood.
+    RateLimited,
+    /// 1009: a frame or message over the size limit.
+    MessageTooBig,
+    /// 1013: the socket fell too far behind the broadcast (slow consumer).
+    SlowConsumer,
+    /// 1011: the store failed while checking the token.
+    StoreUnavailable,
+    /// 1001: the server is shutting down.
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// The close code.
+    pub fn code(self) -> u16 {
+        use CloseReason::*;
+        match self {
+            BadRequest => 4400,
+            TokenInvalid | TokenExpired | TokenRevoked => 4401,
+            TicketUserMismatch => 4403,
+            AuthTimeout | HeartbeatTimeout => 4408,
+            RateLimited => 4429,
+            MessageTooBig => 1009,
+            SlowConsumer => 1013,
+            StoreUnavailable => 1011,
+            ServerShutdown => 1001,
+        }
+    }
+
+    /// The close reason text.
+    pub fn name(self) -> &'static str {
+        use CloseReason::*;
+        match self {
+            BadRequest => "bad_request",
+            TokenInvalid => "token_invalid",
+            TokenExpired => "token_expired",
+            TokenRevoked => "token_revoked",
+            TicketUserMismatch => "ticket_user_mismatch",
+            AuthTimeout => "auth_timeout",
+            HeartbeatTimeout => "heartbeat_timeout",
+            RateLimited => "rate_limited",
+            MessageTooBig => "message_too_big",
+            SlowConsumer => "slow_consumer",
+            StoreUnavailable => "store_unavailable",
+            ServerShutdown => "server_shutdown",
+        }
+    }
+
+    /// The close frame.
+    pub fn frame(self) -> CloseFrame {
+        CloseFrame {
+            code: CloseCode::from(self.code()),
+            reason: self.name().into(),
+        }
+    }
+}
+
+impl From<crate::auth::TokenError> for CloseReason {
+    fn from(err: crate::auth::TokenError) -> Self {
+        match err {
+            crate::auth::TokenError::Invalid => CloseReason::TokenInvalid,
+            crate::auth::TokenError::Expired => CloseReason::TokenExpired,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_parse_and_reject_strictly() {
+        assert!(matches!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"auth","token":"t"}"#),
+            Ok(ClientFrame::Auth { .. })
+        ));
+        for bad in [
+            r#"{"type":"auth","token":5}"#,
+            r#"{"type":"auth"}"#,
+            r#"{"type":"hello"}"#,
+            r#"{"token":"t"}"#,
+            "[]",
+        ] {
+            assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn server_frames_have_the_documented_shape() {
+        let json = ServerFrame::Message {
+            id: "a-1",
+            from: "alice",
+            text: "hi",
+            ts: 5,
+        }
+        .to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"message","id":"a-1","from":"alice","text":"hi","ts":5}"#
+        );
+        let json = ServerFrame::AuthOk {
+            user: "bob",
+            expires_at: 9,
+            users: vec!["bob".into()],
+        }
+        .to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"auth_ok","user":"bob","expires_at":9,"users":["bob"]}"#
+        );
+        assert_eq!(
+            CloseReason::TicketUserMismatch.frame().reason,
+            "ticket_user_mismatch"
+        );
+    }
+}

@@ -21,9 +21,6 @@ pub enum ApiError {
     /// Body over the 16 KiB limit.
     #[error("the request body is larger than 16 KiB")]
     PayloadTooLarge,
-    /// Body sent with a content type other than JSON.
-    #[error("the request body must be application/json")]
-    UnsupportedMediaType,
     /// Username does not match `^[A-Za-z0-9_]{3,32}$`.
     #[error("username must be 3 to 32 characters: letters, digits or underscore")]
     InvalidUsername,
@@ -98,7 +95,6 @@ impl ApiError {
         match self {
             BadRequest(_) | InvalidUsername | InvalidPassword(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UsernameTaken => StatusCode::CONFLICT,
             InvalidCredentials | Unauthorized | TicketMissing | TicketInvalid | TicketExpired
             | TicketUsed => StatusCode::UNAUTHORIZED,
@@ -118,7 +114,6 @@ impl ApiError {
         match self {
             BadRequest(_) => "bad_request",
             PayloadTooLarge => "payload_too_large",
-            UnsupportedMediaType => "unsupported_media_type",
             InvalidUsername => "invalid_username",
             InvalidPassword(_) => "invalid_password",
             UsernameTaken => "username_taken",

@@ -1,0 +1,91 @@
+//! The scenario suite from `wsgate-testkit`, one test per scenario, each against its own in-process
+//! server (so presence and chat assertions see no other scenario's users).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wsgate_testkit::scenarios::{self, Ctx, Needs, Outcome};
+
+use crate::helpers::spawn_app;
+
+/// Access-token lifetime for scenarios that wait for expiry.
+const SHORT_JWT: &str = "2";
+
+async fn run(name: &str) {
+    let scenario = scenarios::all()
+        .into_iter()
+        .find(|s| s.name == name)
+        .expect("scenario exists");
+    // Registration is limited to 10 a minute per IP by default; the contract scenario alone makes more
+    // (its invalid attempts count too). The limit itself is tested in `server`.
+    let mut extra = vec!["--rate-register-per-min", "100"];
+    if scenario.needs == Needs::ShortJwt {
+        extra.extend(["--jwt-ttl-secs", SHORT_JWT]);
+    }
+    let server = spawn_app(&extra).await;
+    let ctx = Arc::new(Ctx {
+        gw: server.gw.clone(),
+        auth_timeout: Duration::from_millis(1000),
+        leeway: Duration::ZERO,
+        max_wait: Duration::from_secs(10),
+    });
+    match (scenario.run)(ctx).await {
+        Ok(Outcome::Pass) => {}
+        Ok(Outcome::Skip(why)) => panic!("{name} skipped in-process, where it must run: {why}"),
+        Err(err) => panic!("{name} failed: {err:#}"),
+    }
+}
+
+macro_rules! scenario_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                run(stringify!($name)).await;
+            }
+        )*
+
+        #[test]
+        fn every_scenario_has_a_test() {
+            let mut tested = vec![$(stringify!($name)),*];
+            let mut defined: Vec<_> = scenarios::all().iter().map(|s| s.name).collect();
+            tested.sort();
+            defined.sort();
+            assert_eq!(tested, defined, "add the new scenario to scenario_tests!");
+        }
+    };
+}
+
+scenario_tests![
+    register_and_login_contract,
+    bearer_routes_need_a_valid_token,
+    health_reports_the_store,
+    missing_ticket,
+    malformed_ticket,
+    unknown_ticket,
+    ticket_and_jwt_are_not_interchangeable,
+    expired_ticket,
+    reused_ticket,
+    forbidden_origin_then_allowed,
+    racing_upgrades,
+    first_frame_binary,
+    first_frame_not_json,
+    first_frame_wrong_type,
+    invalid_jwt,
+    expired_jwt,
+    revoked_jwt,
+    other_users_jwt,
+    auth_timeout,
+    pending_sockets_get_no_broadcast,
+    chat_order_and_ids,
+    presence_snapshot_and_deltas,
+    refresh_same_user,
+    refresh_other_user_closes,
+    refresh_invalid_closes,
+    socket_closed_when_token_expires,
+    logout_closes_live_socket,
+    bad_frames_after_auth,
+    message_too_long,
+    flood_rate_limited,
+    oversized_frame,
+];

@@ -15,7 +15,12 @@ pub const MIN_SECRET_BYTES: usize = 32;
 
 /// The operator's view of the configuration. Each field is a flag with a `WSGATE_*` fallback.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "wsgate", version, about = "WebSocket authentication gateway")]
+#[command(
+    name = "wsgate",
+    version,
+    about = "WebSocket authentication gateway",
+    args_override_self = true
+)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "WSGATE_ADDR", default_value = "127.0.0.1:8080")]
@@ -46,9 +51,13 @@ pub struct Config {
     #[arg(long, env = "WSGATE_AUTH_TIMEOUT_MS", default_value_t = 10_000)]
     pub auth_timeout_ms: u64,
 
-    /// Ping interval; a peer silent for two intervals is closed. Also the per-write timeout.
+    /// Ping interval; a peer silent for two intervals is closed.
     #[arg(long, env = "WSGATE_HEARTBEAT_SECS", default_value_t = 30)]
     pub heartbeat_secs: u64,
+
+    /// A socket whose pending frames cannot be written within this time is closed as a slow consumer.
+    #[arg(long, env = "WSGATE_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
 
     /// Comma-separated list of allowed `Origin` values for upgrades. Default: the server's own
     /// http://localhost:PORT and http://127.0.0.1:PORT. Requests without `Origin` are allowed.
@@ -172,6 +181,8 @@ pub struct Settings {
     pub auth_timeout: Duration,
     /// Ping interval; silence for two intervals closes the socket.
     pub heartbeat: Duration,
+    /// Longest a write may take before the socket is closed as a slow consumer.
+    pub write_timeout: Duration,
     /// Explicitly allowed origins; empty means "the server's own address".
     pub allowed_origins: Vec<String>,
     /// bcrypt cost.
@@ -208,6 +219,7 @@ impl std::fmt::Debug for Settings {
             .field("ticket_ttl", &self.ticket_ttl)
             .field("auth_timeout", &self.auth_timeout)
             .field("heartbeat", &self.heartbeat)
+            .field("write_timeout", &self.write_timeout)
             .field("allowed_origins", &self.allowed_origins)
             .field("bcrypt_cost", &self.bcrypt_cost)
             .field("rate", &self.rate)
@@ -255,7 +267,9 @@ impl Config {
                 .get(clap::error::ContextKind::InvalidArg)
                 .and_then(|arg| {
                     let flag = arg.to_string();
-                    cmd.get_arguments()
+                    // The declared command, not `cmd`: tests parse with the environment switched off.
+                    Self::command()
+                        .get_arguments()
                         .find(|a| {
                             a.get_long()
                                 .is_some_and(|l| flag.starts_with(&format!("--{l}")))
@@ -363,6 +377,11 @@ impl Config {
                 "WSGATE_HEARTBEAT_SECS",
                 "heartbeat-secs",
             )?),
+            write_timeout: Duration::from_millis(positive(
+                self.write_timeout_ms,
+                "WSGATE_WRITE_TIMEOUT_MS",
+                "write-timeout-ms",
+            )?),
             allowed_origins,
             bcrypt_cost: self.bcrypt_cost,
             rate: RateLimits {
@@ -417,6 +436,13 @@ mod tests {
         assert_eq!(s.max_frame_bytes, 65536);
         assert!(s.allowed_origins.is_empty());
         assert!(s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn a_later_flag_overrides_an_earlier_one() {
+        let s =
+            Settings::from_args(["wsgate", "--bcrypt-cost", "5", "--bcrypt-cost", "6"]).unwrap();
+        assert_eq!(s.bcrypt_cost, 6);
     }
 
     #[test]

@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
+    let stop = wsgate::startup::shutdown_signal();
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(err) => {
@@ -27,7 +28,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    app.run_until_stopped(wsgate::startup::shutdown_signal())
-        .await;
+    app.run_until_stopped(stop).await;
     ExitCode::SUCCESS
 }

@@ -68,9 +68,7 @@ impl App {
             None => true,
             Some(origin) => {
                 let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-                self.allowed_origins
-                    .iter()
-                    .any(|allowed| *allowed == origin)
+                self.allowed_origins.contains(&origin)
             }
         }
     }

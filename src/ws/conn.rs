@@ -156,10 +156,20 @@ struct Session<'a> {
 
 /// Why the write side gave up.
 enum WriteFailed {
-    /// The socket fell too far behind the broadcast.
-    Lagged,
-    /// The peer is gone or not reading.
+    /// The peer cannot keep up: it fell too far behind the broadcast, or a write did not complete
+    /// within the write timeout.
+    Slow,
+    /// The connection is broken.
     Broken,
+}
+
+impl WriteFailed {
+    fn close_reason(self) -> Option<CloseReason> {
+        match self {
+            WriteFailed::Slow => Some(CloseReason::SlowConsumer),
+            WriteFailed::Broken => None,
+        }
+    }
 }
 
 impl<'a> Session<'a> {
@@ -170,7 +180,7 @@ impl<'a> Session<'a> {
             claims,
             limiter: MessageLimiter::new(app.settings.rate.messages_per_sec),
             last_heard: Instant::now(),
-            write_timeout: app.settings.heartbeat,
+            write_timeout: app.settings.write_timeout,
         }
     }
 
@@ -201,8 +211,8 @@ impl<'a> Session<'a> {
             expires_at: self.claims.exp,
             users,
         };
-        if self.write(ws, hello.to_json()).await.is_err() {
-            return None;
+        if let Err(failed) = self.write(ws, hello.to_json()).await {
+            return failed.close_reason();
         }
         let beat = self.app.settings.heartbeat;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + beat, beat);
@@ -220,16 +230,16 @@ impl<'a> Session<'a> {
                     if self.last_heard.elapsed() >= beat * 2 {
                         return Some(CloseReason::HeartbeatTimeout);
                     }
-                    if self.send(ws, Message::Ping(Default::default())).await.is_err() {
-                        return None;
+                    if let Err(failed) = self.send(ws, Message::Ping(Default::default())).await {
+                        return failed.close_reason();
                     }
                 }
                 frame = feed.recv() => match frame {
-                    Ok(frame) => match self.write_batch(ws, frame, &mut feed).await {
-                        Ok(()) => {}
-                        Err(WriteFailed::Lagged) => return Some(CloseReason::SlowConsumer),
-                        Err(WriteFailed::Broken) => return None,
-                    },
+                    Ok(frame) => {
+                        if let Err(failed) = self.write_batch(ws, frame, &mut feed).await {
+                            return failed.close_reason();
+                        }
+                    }
                     Err(RecvError::Lagged(_)) => return Some(CloseReason::SlowConsumer),
                     Err(RecvError::Closed) => return Some(CloseReason::ServerShutdown),
                 },
@@ -307,7 +317,9 @@ impl<'a> Session<'a> {
                 let reply = ServerFrame::Refreshed {
                     expires_at: self.claims.exp,
                 };
-                self.write(ws, reply.to_json()).await.map_err(|_| None)?;
+                self.write(ws, reply.to_json())
+                    .await
+                    .map_err(WriteFailed::close_reason)?;
                 tracing::debug!("token refreshed in band");
                 Ok(Some(self.token_deadline()))
             }
@@ -327,10 +339,10 @@ impl<'a> Session<'a> {
         self.write(ws, frame.to_json())
             .await
             .map(|()| None)
-            .map_err(|_| None)
+            .map_err(WriteFailed::close_reason)
     }
 
-    async fn write<S>(&self, ws: &mut WebSocketStream<S>, json: String) -> Result<(), ()>
+    async fn write<S>(&self, ws: &mut WebSocketStream<S>, json: String) -> Result<(), WriteFailed>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -338,13 +350,18 @@ impl<'a> Session<'a> {
     }
 
     /// Sends one frame, giving up after the write timeout (a peer that does not read).
-    async fn send<S>(&self, ws: &mut WebSocketStream<S>, message: Message) -> Result<(), ()>
+    async fn send<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        message: Message,
+    ) -> Result<(), WriteFailed>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         match timeout(self.write_timeout, ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
-            _ => Err(()),
+            Ok(Err(_)) => Err(WriteFailed::Broken),
+            Err(_) => Err(WriteFailed::Slow),
         }
     }
 
@@ -363,7 +380,7 @@ impl<'a> Session<'a> {
             for _ in 1..WRITE_BATCH {
                 match feed.try_recv() {
                     Ok(frame) => ws.feed(Message::Text(frame)).await?,
-                    Err(TryRecvError::Lagged(_)) => return Ok(Err(WriteFailed::Lagged)),
+                    Err(TryRecvError::Lagged(_)) => return Ok(Err(WriteFailed::Slow)),
                     Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                 }
             }
@@ -371,7 +388,8 @@ impl<'a> Session<'a> {
         };
         match timeout(self.write_timeout, batch).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) | Err(_) => Err(WriteFailed::Broken),
+            Ok(Err(_)) => Err(WriteFailed::Broken),
+            Err(_) => Err(WriteFailed::Slow),
         }
     }
 }

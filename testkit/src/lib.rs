@@ -95,7 +95,7 @@ pub fn unique_name(prefix: &str) -> String {
 /// The outcome of an upgrade attempt.
 pub enum Upgrade {
     /// 101: the socket.
-    Open(Socket),
+    Open(Box<Socket>),
     /// Refused: status and JSON body.
     Refused(Reply),
 }
@@ -104,7 +104,7 @@ impl Upgrade {
     /// The socket, or an error describing the refusal.
     pub fn open(self) -> Result<Socket> {
         match self {
-            Upgrade::Open(socket) => Ok(socket),
+            Upgrade::Open(socket) => Ok(*socket),
             Upgrade::Refused(reply) => bail!("upgrade refused: {} {}", reply.status, reply.body),
         }
     }
@@ -299,7 +299,7 @@ impl Gateway {
                 .insert("origin", HeaderValue::from_str(origin)?);
         }
         match tokio_tungstenite::connect_async(request).await {
-            Ok((ws, _)) => Ok(Upgrade::Open(Socket { ws, focus: None })),
+            Ok((ws, _)) => Ok(Upgrade::Open(Box::new(Socket { ws, focus: None }))),
             Err(WsError::Http(resp)) => {
                 let status = resp.status().as_u16();
                 let retry_after = resp

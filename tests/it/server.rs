@@ -1,1 +1,388 @@
-//! placeholder
+//! Server qualities beyond the scenario suite: rate limits, check order at the upgrade, heartbeat,
+//! slow consumers, shutdown, login timing parity, static files and headers, and the real binary's
+//! configuration errors and signal handling.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wsgate::auth::ticket::hash_ticket;
+use wsgate::store::{now_millis, TicketOutcome};
+use wsgate_testkit::{Event, Upgrade, PASSWORD};
+
+use crate::helpers::spawn_app;
+
+async fn expect_429(reply: wsgate_testkit::Reply) {
+    reply.expect_error(429, "rate_limited").unwrap();
+    let retry = reply.retry_after.expect("429 carries Retry-After");
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+}
+
+#[tokio::test]
+async fn rest_routes_are_rate_limited_per_ip_with_retry_after() {
+    let server = spawn_app(&[
+        "--rate-register-per-min",
+        "2",
+        "--rate-login-per-min",
+        "2",
+        "--rate-ticket-per-min",
+        "2",
+    ])
+    .await;
+    let gw = &server.gw;
+    let body = |name: &str| json!({"username": name, "password": PASSWORD});
+    for name in ["rl_one", "rl_two"] {
+        assert_eq!(
+            gw.post("/api/register", body(name), None)
+                .await
+                .unwrap()
+                .status,
+            201
+        );
+    }
+    expect_429(
+        gw.post("/api/register", body("rl_three"), None)
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    let login = gw.post("/api/login", body("rl_one"), None).await.unwrap();
+    let token = login.body["access_token"].as_str().unwrap().to_string();
+    gw.post("/api/login", body("rl_one"), None).await.unwrap();
+    expect_429(gw.post("/api/login", body("rl_one"), None).await.unwrap()).await;
+
+    for _ in 0..2 {
+        let reply = gw.post_empty("/api/ws-ticket", Some(&token)).await.unwrap();
+        assert_eq!(reply.status, 201);
+    }
+    expect_429(gw.post_empty("/api/ws-ticket", Some(&token)).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn upgrade_checks_origin_then_rate_limit_then_ticket() {
+    let server = spawn_app(&["--rate-upgrade-per-min", "1"]).await;
+    let gw = &server.gw;
+    let user = gw.new_user("order").await.unwrap();
+    let ticket = gw.ticket(&user.token).await.unwrap();
+    let origin = gw.origin().to_string();
+
+    // Uses the one allowed attempt on a bad ticket.
+    let refused = gw.upgrade_raw("?ticket=nope", Some(&origin)).await.unwrap();
+    refused
+        .refused()
+        .unwrap()
+        .expect_error(401, "ticket_invalid")
+        .unwrap();
+    // Origin is checked before the (exhausted) rate limit...
+    let forbidden = gw
+        .upgrade_raw(&format!("?ticket={ticket}"), Some("https://evil.example"))
+        .await
+        .unwrap();
+    forbidden
+        .refused()
+        .unwrap()
+        .expect_error(403, "origin_forbidden")
+        .unwrap();
+    // ...and the rate limit before the ticket: neither refusal consumed it.
+    let limited = gw.upgrade(&ticket).await.unwrap().refused().unwrap();
+    expect_429(limited).await;
+    assert!(matches!(
+        server
+            .app
+            .store
+            .consume_ticket(&hash_ticket(&ticket), now_millis())
+            .await
+            .unwrap(),
+        TicketOutcome::Accepted { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_plain_get_on_ws_is_refused_without_burning_the_ticket() {
+    let server = spawn_app(&[]).await;
+    let user = server.gw.new_user("plain").await.unwrap();
+    let ticket = server.gw.ticket(&user.token).await.unwrap();
+    let reply = server
+        .gw
+        .request(
+            reqwest::Method::GET,
+            &format!("/ws?ticket={ticket}"),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    reply.expect_error(426, "upgrade_required").unwrap();
+    server.gw.upgrade(&ticket).await.unwrap().open().unwrap();
+}
+
+#[tokio::test]
+async fn silent_peers_are_closed_after_two_heartbeats_and_live_ones_stay() {
+    let server = spawn_app(&["--heartbeat-secs", "1"]).await;
+    let gw = &server.gw;
+    let user = gw.new_user("beat").await.unwrap();
+    let (mut silent, _) = gw.connect(&user).await.unwrap();
+    let (mut alive, _) = gw
+        .connect(&gw.relogin(&user.name).await.unwrap())
+        .await
+        .unwrap();
+
+    // `alive` keeps reading, so its client library answers pings with pongs.
+    let reader = tokio::spawn(async move {
+        let quiet = alive.next_event(Duration::from_millis(3500)).await.unwrap();
+        (alive, quiet)
+    });
+    // `silent` reads nothing (so never pongs) for well over two intervals.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (code, reason) = silent.expect_close(Duration::from_secs(3)).await.unwrap();
+    assert_eq!((code, reason.as_str()), (4408, "heartbeat_timeout"));
+
+    let (mut alive, quiet) = reader.await.unwrap();
+    assert_eq!(quiet, None, "the live socket saw {quiet:?}");
+    alive.say("still here").await.unwrap();
+    assert_eq!(
+        alive.recv_type("message").await.unwrap()["text"],
+        "still here"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_stops_reading_is_cut_off_and_others_carry_on() {
+    let server = spawn_app(&[
+        "--write-timeout-ms",
+        "500",
+        "--outbound-queue",
+        "16",
+        "--rate-messages-per-sec",
+        "0",
+    ])
+    .await;
+    let gw = &server.gw;
+    let (mut slow, _) = gw
+        .connect(&gw.new_user("slow").await.unwrap())
+        .await
+        .unwrap();
+    let sender = gw.new_user("fast").await.unwrap();
+    let (mut fast, _) = gw.connect(&sender).await.unwrap();
+    assert_eq!(server.app.hub.socket_count(), 2);
+
+    // Enough data to fill the slow socket's kernel buffers many times over; the sender reads its
+    // own echoes, so it is never slow itself.
+    let text = "x".repeat(2000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.app.hub.socket_count() == 2 {
+        assert!(Instant::now() < deadline, "slow socket never cut off");
+        fast.say(&text).await.unwrap();
+        fast.recv_type("message").await.unwrap();
+    }
+    assert_eq!(server.app.hub.socket_count(), 1);
+    // The slow client finally reads: a bounded backlog, then the end (a 1013 close if the frame
+    // made it into the buffer, or the connection's end).
+    let mut frames = 0usize;
+    loop {
+        match slow.next_event(Duration::from_secs(5)).await {
+            Ok(Some(Event::Json(_))) => frames += 1,
+            Ok(Some(Event::Closed { code, reason })) => {
+                assert_eq!((code, reason.as_str()), (1013, "slow_consumer"));
+                break;
+            }
+            Ok(None) => panic!("slow socket still open after {frames} frames"),
+            Err(_) => break,
+        }
+    }
+    fast.say("after").await.unwrap();
+    assert_eq!(fast.recv_type("message").await.unwrap()["text"], "after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_every_socket_with_1001_and_stops_quickly() {
+    let server = spawn_app(&["--auth-timeout-ms", "30000"]).await;
+    let gw = server.gw.clone();
+    let addr = server.addr;
+    let user = gw.new_user("bye").await.unwrap();
+    let (mut authed, _) = gw.connect(&user).await.unwrap();
+    let ticket = gw.ticket(&user.token).await.unwrap();
+    let mut pending = gw.upgrade(&ticket).await.unwrap().open().unwrap();
+
+    let stopping = tokio::spawn(server.shutdown());
+    for socket in [&mut authed, &mut pending] {
+        let (code, reason) = socket.expect_close(Duration::from_secs(5)).await.unwrap();
+        assert_eq!((code, reason.as_str()), (1001, "server_shutdown"));
+    }
+    let took = stopping.await.unwrap();
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_cost_the_same() {
+    let server = spawn_app(&["--bcrypt-cost", "8", "--rate-login-per-min", "0"]).await;
+    let gw = &server.gw;
+    let user = gw.new_user("timing").await.unwrap();
+    let mut wrong = Vec::new();
+    let mut unknown = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        gw.login(&user.name, "wrong-password").await.unwrap();
+        wrong.push(t.elapsed());
+        let t = Instant::now();
+        gw.login("nobody_at_all", "wrong-password").await.unwrap();
+        unknown.push(t.elapsed());
+    }
+    wrong.sort();
+    unknown.sort();
+    let (w, u) = (wrong[2].as_secs_f64(), unknown[2].as_secs_f64());
+    // Without the dummy hash an unknown user answers in well under a millisecond, 1/100 of a
+    // bcrypt verification at cost 8.
+    assert!(
+        u > w * 0.5 && u < w * 2.0,
+        "median wrong-password {w:.4}s vs unknown-user {u:.4}s"
+    );
+}
+
+#[tokio::test]
+async fn client_is_served_with_security_headers_and_api_is_not_cached() {
+    let server = spawn_app(&[]).await;
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{}/", server.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert!(page.text().await.unwrap().contains("<html"));
+
+    let health = http
+        .get(format!("{}/api/health", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.headers()["cache-control"], "no-store");
+    let missing = http
+        .get(format!("{}/api/nothing-here", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+    let wrong_method = http
+        .get(format!("{}/api/login", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+}
+
+#[tokio::test]
+async fn chunked_bodies_over_the_limit_are_refused() {
+    let server = spawn_app(&[]).await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b' '; 1024])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let reply = reqwest::Client::new()
+        .post(format!("{}/api/login", server.url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 413);
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_second_upgrade_attempt_in_parallel_to_auth_does_not_disturb_it() {
+    // Regression guard for the hub: an upgrade that is refused must leave no member behind.
+    let server = spawn_app(&[]).await;
+    let gw = &server.gw;
+    let user = gw.new_user("member").await.unwrap();
+    let ticket = gw.ticket(&user.token).await.unwrap();
+    let mut socket = gw.upgrade(&ticket).await.unwrap().open().unwrap();
+    assert!(matches!(
+        gw.upgrade(&ticket).await.unwrap(),
+        Upgrade::Refused(_)
+    ));
+    socket.auth(&user.token).await.unwrap();
+    assert_eq!(socket.recv().await.unwrap()["type"], "auth_ok");
+    assert_eq!(server.app.hub.socket_count(), 1);
+    socket.close().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.app.hub.socket_count() != 0 {
+        assert!(Instant::now() < deadline, "closed socket still in the hub");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+mod binary {
+    //! The real `wsgate` executable: configuration errors and SIGTERM.
+
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn wsgate() -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsgate"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("WSGATE_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd
+    }
+
+    #[test]
+    fn a_bad_variable_is_a_startup_error_naming_it() {
+        for (var, value) in [
+            ("WSGATE_JWT_TTL_SECS", "soon"),
+            ("WSGATE_JWT_SECRET", "too-short"),
+            ("WSGATE_ADDR", "not-an-address"),
+            ("WSGATE_BCRYPT_COST", "99"),
+        ] {
+            let out = wsgate().env(var, value).output().unwrap();
+            assert_eq!(out.status.code(), Some(2), "{var}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains(var), "{var}: {stderr}");
+        }
+    }
+
+    #[test]
+    fn sigterm_stops_the_server_cleanly() {
+        let mut child = wsgate()
+            .args(["--addr", "127.0.0.1:0", "--bcrypt-cost", "4"])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines.next().expect("server exited early").unwrap();
+            if let Some(rest) = line.split("addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        let health = std::net::TcpStream::connect(&addr);
+        assert!(health.is_ok(), "server not listening on {addr}");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "exit status {status}");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "still running after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -1,1 +1,156 @@
-//! placeholder
+//! The store suite: one set of assertions, run against every backend through `store_suite!`.
+
+use std::sync::Arc;
+
+use wsgate::store::{now_millis, Store, StoreError, TicketOutcome, TicketRecord, UserRecord};
+
+/// Instantiates every store test for one backend. `$make` is an async expression yielding
+/// `Arc<dyn Store>` (a fresh, empty store or database per test).
+#[macro_export]
+macro_rules! store_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn users_are_unique_case_insensitively() {
+                users_are_unique_case_insensitively_on($make.await).await;
+            }
+            #[tokio::test]
+            async fn tickets_are_consumed_once() {
+                tickets_are_consumed_once_on($make.await).await;
+            }
+            #[tokio::test]
+            async fn expiry_is_checked_by_the_operation() {
+                expiry_is_checked_by_the_operation_on($make.await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_consumes_yield_one_winner() {
+                concurrent_consumes_yield_one_winner_on($make.await).await;
+            }
+            #[tokio::test]
+            async fn revocations_are_remembered() {
+                revocations_are_remembered_on($make.await).await;
+            }
+        }
+    };
+}
+
+fn user(name: &str) -> UserRecord {
+    UserRecord {
+        username: name.into(),
+        password_hash: "$2b$04$hash".into(),
+        created_at: now_millis(),
+    }
+}
+
+fn ticket(byte: u8, username: &str, ttl_ms: i64) -> TicketRecord {
+    TicketRecord {
+        hash: [byte; 32],
+        username: username.into(),
+        expires_at: now_millis() + ttl_ms,
+    }
+}
+
+pub async fn users_are_unique_case_insensitively_on(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+    store.create_user(user("Alice")).await.unwrap();
+    assert!(matches!(
+        store.create_user(user("alice")).await,
+        Err(StoreError::Duplicate)
+    ));
+    let found = store.find_user("ALICE").await.unwrap().unwrap();
+    assert_eq!(found.username, "Alice");
+    assert_eq!(found.password_hash, "$2b$04$hash");
+    assert!(store.find_user("bob").await.unwrap().is_none());
+}
+
+pub async fn tickets_are_consumed_once_on(store: Arc<dyn Store>) {
+    store
+        .insert_ticket(ticket(1, "alice", 30_000))
+        .await
+        .unwrap();
+    let now = now_millis();
+    assert_eq!(
+        store.consume_ticket(&[1; 32], now).await.unwrap(),
+        TicketOutcome::Accepted {
+            username: "alice".into()
+        }
+    );
+    assert_eq!(
+        store.consume_ticket(&[1; 32], now).await.unwrap(),
+        TicketOutcome::Used
+    );
+    assert_eq!(
+        store.consume_ticket(&[2; 32], now).await.unwrap(),
+        TicketOutcome::Unknown
+    );
+}
+
+pub async fn expiry_is_checked_by_the_operation_on(store: Arc<dyn Store>) {
+    // Already expired when consumed, whatever any purge or TTL monitor has done yet.
+    store
+        .insert_ticket(ticket(3, "alice", 1_000))
+        .await
+        .unwrap();
+    let later = now_millis() + 5_000;
+    assert_eq!(
+        store.consume_ticket(&[3; 32], later).await.unwrap(),
+        TicketOutcome::Expired
+    );
+    // An expired ticket stays expired (not used) even after a failed consume.
+    assert_eq!(
+        store.consume_ticket(&[3; 32], later).await.unwrap(),
+        TicketOutcome::Expired
+    );
+    // A used ticket that then expires reports expired.
+    store.insert_ticket(ticket(4, "bob", 1_000)).await.unwrap();
+    assert!(matches!(
+        store.consume_ticket(&[4; 32], now_millis()).await.unwrap(),
+        TicketOutcome::Accepted { .. }
+    ));
+    assert_eq!(
+        store.consume_ticket(&[4; 32], later).await.unwrap(),
+        TicketOutcome::Expired
+    );
+}
+
+pub async fn concurrent_consumes_yield_one_winner_on(store: Arc<dyn Store>) {
+    store
+        .insert_ticket(ticket(5, "alice", 30_000))
+        .await
+        .unwrap();
+    let attempts = (0..32).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.consume_ticket(&[5; 32], now_millis()).await })
+    });
+    let mut accepted = 0;
+    for attempt in futures_util::future::join_all(attempts).await {
+        match attempt.unwrap().unwrap() {
+            TicketOutcome::Accepted { .. } => accepted += 1,
+            TicketOutcome::Used => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(accepted, 1);
+}
+
+pub async fn revocations_are_remembered_on(store: Arc<dyn Store>) {
+    assert!(!store.is_revoked("j1").await.unwrap());
+    store
+        .revoke_token("j1", now_millis() + 60_000)
+        .await
+        .unwrap();
+    assert!(store.is_revoked("j1").await.unwrap());
+    assert!(!store.is_revoked("j2").await.unwrap());
+    // Revoking twice is harmless.
+    store
+        .revoke_token("j1", now_millis() + 60_000)
+        .await
+        .unwrap();
+    assert!(store.is_revoked("j1").await.unwrap());
+}
+
+store_suite!(memory, async {
+    Arc::new(wsgate::store::MemoryStore::new()) as Arc<dyn Store>
+});

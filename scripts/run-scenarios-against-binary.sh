@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Starts the real `wsgate` binary (embedded store, short TTLs so no scenario is skipped), runs
+# scripts/scenarios.sh against it, stops it with SIGTERM, and checks its log: it must contain no
+# query string, no JWT and no ticket, even at debug level.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --quiet --bin wsgate
+log=$(mktemp)
+trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
+
+env -u WSGATE_MONGODB_URI \
+  RUST_LOG=debug NO_COLOR=1 \
+  WSGATE_ADDR=127.0.0.1:0 \
+  WSGATE_JWT_SECRET=scenario-secret-scenario-secret-0123456789 \
+  WSGATE_BCRYPT_COST=4 \
+  WSGATE_JWT_TTL_SECS=10 WSGATE_JWT_LEEWAY_SECS=0 \
+  WSGATE_TICKET_TTL_SECS=2 WSGATE_AUTH_TIMEOUT_MS=1000 \
+  WSGATE_RATE_REGISTER_PER_MIN=1000 WSGATE_RATE_LOGIN_PER_MIN=1000 \
+  WSGATE_RATE_TICKET_PER_MIN=1000 WSGATE_RATE_UPGRADE_PER_MIN=1000 \
+  ./target/debug/wsgate >"$log" 2>&1 &
+pid=$!
+
+addr=""
+for _ in $(seq 1 100); do
+  addr=$(grep -o 'wsgate listening addr=[0-9.:]*' "$log" | head -1 | sed 's/.*addr=//') || true
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "wsgate did not start:"; cat "$log"; exit 1; }
+
+status=0
+scripts/scenarios.sh --url "http://$addr" --auth-timeout-ms 1000 --jwt-leeway-secs 0 --max-wait-secs 20 || status=$?
+
+kill -TERM "$pid"
+for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then echo "FAIL wsgate still running 8 s after SIGTERM"; status=1; fi
+
+leaks=$(grep -nE 'ticket=|eyJ[A-Za-z0-9_-]{10,}|[A-Za-z0-9_-]{76}' "$log" || true)
+if [ -n "$leaks" ]; then
+  echo "FAIL log_hygiene: the server log contains a query string, JWT or ticket:"
+  echo "$leaks" | head -5
+  status=1
+else
+  echo "PASS log_hygiene ($(wc -l <"$log") log lines at debug level, no query string, JWT or ticket)"
+fi
+exit "$status"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the scenario suite against a running wsgate: one PASS/FAIL/SKIP line per scenario, non-zero exit
+# on any failure.
+#
+#   scripts/scenarios.sh --url http://127.0.0.1:8080 [--auth-timeout-ms MS] [--jwt-leeway-secs S]
+#                        [--max-wait-secs S] [--only NAME,NAME] [--list]
+#
+# Scenarios that must wait for a TTL longer than --max-wait-secs (default 40) are skipped and say which
+# setting to lower. The server's message rate limit must be on (flood_rate_limited expects a 4429).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --quiet -p wsgate-testkit --bin wsgate-scenarios
+exec ./target/debug/wsgate-scenarios "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The one command that runs every check: formatting, lints, all tests, and the scenario suite against
-# the real binary (whose log is then checked for leaked secrets). Works on a fresh machine with only
-# the Rust toolchain: whatever else a stage needs, its own script installs.
+# The one command that runs every check: formatting, lints, all tests on both stores (embedded and
+# MongoDB wire protocol via SecantusDB), the scenario suite against the real binary (whose log is then
+# checked for leaked secrets), and the compose file. Works on a fresh machine with only the Rust
+# toolchain: whatever else a stage needs, its own script installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +14,23 @@ cargo fmt --all -- --check
 stage "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-stage "cargo test (unit, store suite, in-process scenarios, server qualities)"
+stage "SecantusDB (MongoDB wire protocol) for the MongoDB backend tests"
+mkdir -p target
+scripts/secantus.sh install
+mongo_pid=target/test-secantus.pid
+trap 'scripts/secantus.sh stop "$mongo_pid"' EXIT
+WSGATE_TEST_MONGODB_URI=$(scripts/secantus.sh start "$mongo_pid")
+WSGATE_TEST_SECANTUSD=$(scripts/secantus.sh bin)
+export WSGATE_TEST_MONGODB_URI WSGATE_TEST_SECANTUSD
+# A missing database is a failure here, never a silent skip.
+export WSGATE_REQUIRE_MONGO=1
+echo "test MongoDB: $WSGATE_TEST_MONGODB_URI"
+
+stage "cargo test (unit, store suite x2, scenarios x2 stores, server qualities, MongoDB outage)"
 cargo test --workspace
 
 stage "scenario suite against the real binary (scripts/scenarios.sh)"
 scripts/run-scenarios-against-binary.sh
+
+stage "docker-compose.yml"
+scripts/validate-compose.sh

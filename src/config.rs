@@ -100,6 +100,19 @@ pub struct Config {
     #[arg(long, env = "WSGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// MongoDB connection string; when set, every record lives there (otherwise: the embedded store).
+    #[arg(long, env = "WSGATE_MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
+
+    /// MongoDB database name.
+    #[arg(long, env = "WSGATE_MONGODB_DB", default_value = "wsgate")]
+    pub mongodb_db: String,
+
+    /// Bound on MongoDB server selection, connection and each operation, in milliseconds; past it the
+    /// request fails with 503 `store_unavailable`.
+    #[arg(long, env = "WSGATE_MONGODB_TIMEOUT_MS", default_value_t = 2000)]
+    pub mongodb_timeout_ms: u64,
+
     /// Folder served at `/` (the web client).
     #[arg(long, env = "WSGATE_CLIENT_DIR", default_value = "client")]
     pub client_dir: PathBuf,
@@ -162,6 +175,27 @@ pub struct RateLimits {
     pub messages_per_sec: Option<u32>,
 }
 
+/// Where the MongoDB backend lives.
+#[derive(Clone)]
+pub struct MongoSettings {
+    /// Connection string (may hold a password: never log it).
+    pub uri: String,
+    /// Database name.
+    pub db: String,
+    /// Bound on selection, connection and each operation.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for MongoSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoSettings")
+            .field("uri", &"<redacted>")
+            .field("db", &self.db)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 /// The validated configuration the server runs with.
 #[derive(Clone)]
 pub struct Settings {
@@ -195,6 +229,8 @@ pub struct Settings {
     pub outbound_queue: usize,
     /// Connection cap.
     pub max_connections: usize,
+    /// MongoDB backend, when configured.
+    pub mongodb: Option<MongoSettings>,
     /// Static files served at `/`.
     pub client_dir: PathBuf,
     /// Log format.
@@ -226,6 +262,7 @@ impl std::fmt::Debug for Settings {
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("outbound_queue", &self.outbound_queue)
             .field("max_connections", &self.max_connections)
+            .field("mongodb", &self.mongodb)
             .field("client_dir", &self.client_dir)
             .field("log_format", &self.log_format)
             .finish()
@@ -402,6 +439,30 @@ impl Config {
                 "WSGATE_MAX_CONNECTIONS",
                 "max-connections",
             )? as usize,
+            mongodb: match self.mongodb_uri.filter(|u| !u.trim().is_empty()) {
+                None => None,
+                Some(uri) => {
+                    if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+                        return Err(invalid(
+                            "WSGATE_MONGODB_URI",
+                            "mongodb-uri",
+                            "must start with mongodb:// or mongodb+srv://",
+                        ));
+                    }
+                    if self.mongodb_db.is_empty() {
+                        return Err(invalid("WSGATE_MONGODB_DB", "mongodb-db", "must not be empty"));
+                    }
+                    Some(MongoSettings {
+                        uri,
+                        db: self.mongodb_db,
+                        timeout: Duration::from_millis(positive(
+                            self.mongodb_timeout_ms,
+                            "WSGATE_MONGODB_TIMEOUT_MS",
+                            "mongodb-timeout-ms",
+                        )?),
+                    })
+                }
+            },
             client_dir: self.client_dir,
             log_format: self.log_format,
         })

@@ -284,9 +284,8 @@ fn logout(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection
 
 async fn handle_logout(app: Arc<App>, auth: Option<String>) -> Result<Response, ApiError> {
     let claims = authenticate(&app, auth).await?;
-    app.store
-        .revoke_token(&claims.jti, claims.exp.saturating_mul(1000))
-        .await?;
+    let last_valid_ms = (claims.exp + app.tokens.leeway().as_secs() as i64).saturating_mul(1000);
+    app.store.revoke_token(&claims.jti, last_valid_ms).await?;
     let closed = app.hub.kick_token(&claims.jti, CloseReason::TokenRevoked);
     tracing::info!(user = %claims.sub, sockets_closed = closed, "logout");
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -22,7 +22,7 @@ use crate::config::Settings;
 use crate::http::ClientAddr;
 use crate::ratelimit::IpLimits;
 use crate::state::App;
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, MongoStore, Store};
 use crate::ws::hub::Hub;
 
 /// How long shutdown waits for connections to finish before giving up on them.
@@ -46,6 +46,9 @@ pub enum StartupError {
     /// The password hasher could not be initialised.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// The configured store could not be reached or prepared.
+    #[error("cannot use the store: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Holds a connection slot (of `max_connections`) for as long as any clone lives: the HTTP connection
@@ -62,9 +65,17 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the configured address and builds the state with the embedded store.
+    /// Binds the configured address and builds the state over the configured store: MongoDB when
+    /// `WSGATE_MONGODB_URI` is set, the embedded store otherwise. An unreachable database is a startup
+    /// error (exit non-zero), not a retry loop: a supervisor restarting the process is clearer than a
+    /// server that listens but cannot serve.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn Store> = match &settings.mongodb {
+            Some(mongo) => {
+                Arc::new(MongoStore::connect(&mongo.uri, &mongo.db, mongo.timeout).await?)
+            }
+            None => Arc::new(MemoryStore::new()),
+        };
         Self::build_with_store(settings, store).await
     }
 

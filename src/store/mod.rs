@@ -8,8 +8,10 @@
 use async_trait::async_trait;
 
 pub mod memory;
+pub mod mongo;
 
 pub use memory::MemoryStore;
+pub use mongo::MongoStore;
 
 /// Milliseconds since the Unix epoch: the one time unit of every stored expiry.
 pub type UnixMillis = i64;
@@ -108,7 +110,8 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<TicketOutcome, StoreError>;
 
-    /// Records that the token `jti` is revoked until `expires_at` (its own `exp`).
+    /// Records that the token `jti` is revoked until `expires_at` (its `exp` plus the verification
+    /// leeway: the last instant it could still be accepted).
     async fn revoke_token(&self, jti: &str, expires_at: UnixMillis) -> Result<(), StoreError>;
 
     /// Whether `jti` is revoked.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wsgate::state::App;
-use wsgate::store::{MemoryStore, Store};
+use wsgate::store::{MemoryStore, MongoStore, Store};
 use wsgate::{Application, Settings};
 use wsgate_testkit::Gateway;
 
@@ -94,5 +94,113 @@ pub async fn spawn_app_with_store(extra: &[&str], store: Arc<dyn Store>) -> Test
         app,
         stop: Some(stop),
         handle,
+    }
+}
+
+/// Whether the MongoDB tests must run (set by `scripts/test.sh`): then a missing server is a failure,
+/// not a skip.
+fn mongo_required() -> bool {
+    std::env::var("WSGATE_REQUIRE_MONGO").is_ok_and(|v| v == "1")
+}
+
+/// Says (loudly) that a MongoDB test is skipped, or fails it when MongoDB is required.
+fn mongo_unavailable(what: &str) {
+    if mongo_required() {
+        panic!("{what} is not set but WSGATE_REQUIRE_MONGO=1: run the tests through scripts/test.sh");
+    }
+    eprintln!("SKIPPED: {what} is not set (scripts/test.sh starts SecantusDB and sets it)");
+}
+
+/// A MongoDB store on a fresh database of the shared test server (`WSGATE_TEST_MONGODB_URI`).
+pub async fn mongo_store() -> Option<Arc<MongoStore>> {
+    let Ok(uri) = std::env::var("WSGATE_TEST_MONGODB_URI") else {
+        mongo_unavailable("WSGATE_TEST_MONGODB_URI");
+        return None;
+    };
+    let db = wsgate_testkit::unique_name("wsgate_test");
+    let store = MongoStore::connect(&uri, &db, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|err| panic!("test MongoDB at {uri} unusable: {err}"));
+    Some(Arc::new(store))
+}
+
+/// A private SecantusDB process (for tests that stop and restart the database).
+pub struct Secantus {
+    child: Option<std::process::Child>,
+    pub port: u16,
+    storage: std::path::PathBuf,
+    bin: String,
+}
+
+impl Secantus {
+    /// Starts one on a free port with on-disk storage (so a restart keeps the data), or `None` when
+    /// `WSGATE_TEST_SECANTUSD` is not set.
+    pub fn start() -> Option<Self> {
+        let Ok(bin) = std::env::var("WSGATE_TEST_SECANTUSD") else {
+            mongo_unavailable("WSGATE_TEST_SECANTUSD");
+            return None;
+        };
+        let storage = std::env::temp_dir().join(wsgate_testkit::unique_name("secantus"));
+        let mut db = Self {
+            child: None,
+            port: 0,
+            storage,
+            bin,
+        };
+        db.spawn();
+        Some(db)
+    }
+
+    fn spawn(&mut self) {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(&self.bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--storage-path")
+            .arg(&self.storage)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("secantusd-py starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("secantusd exited before listening")
+                .expect("readable log");
+            if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
+                break rest.trim().parse().expect("port number");
+            }
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.port = port;
+        self.child = Some(child);
+    }
+
+    /// `mongodb://127.0.0.1:PORT`.
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the process (SIGKILL: as abrupt as a crash).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Secantus {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.storage);
     }
 }

@@ -1,17 +1,26 @@
-//! The scenario suite from `wsgate-testkit`, one test per scenario, each against its own in-process
-//! server (so presence and chat assertions see no other scenario's users).
+//! The scenario suite from `wsgate-testkit`, one test per scenario and backend, each against its own
+//! in-process server (so presence and chat assertions see no other scenario's users): `memory::*` on
+//! the embedded store, `mongodb::*` on a fresh database of the test MongoDB server.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use wsgate_testkit::scenarios::{self, Ctx, Needs, Outcome};
 
-use crate::helpers::spawn_app;
+use wsgate::store::{MemoryStore, Store};
+
+use crate::helpers::{mongo_store, spawn_app_with_store};
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Memory,
+    MongoDb,
+}
 
 /// Access-token lifetime for scenarios that wait for expiry.
 const SHORT_JWT: &str = "2";
 
-async fn run(name: &str) {
+async fn run(name: &str, backend: Backend) {
     let scenario = scenarios::all()
         .into_iter()
         .find(|s| s.name == name)
@@ -22,7 +31,14 @@ async fn run(name: &str) {
     if scenario.needs == Needs::ShortJwt {
         extra.extend(["--jwt-ttl-secs", SHORT_JWT]);
     }
-    let server = spawn_app(&extra).await;
+    let store: Arc<dyn Store> = match backend {
+        Backend::Memory => Arc::new(MemoryStore::new()),
+        Backend::MongoDb => match mongo_store().await {
+            Some(store) => store,
+            None => return,
+        },
+    };
+    let server = spawn_app_with_store(&extra, store).await;
     let ctx = Arc::new(Ctx {
         gw: server.gw.clone(),
         auth_timeout: Duration::from_millis(1000),
@@ -38,12 +54,23 @@ async fn run(name: &str) {
 
 macro_rules! scenario_tests {
     ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                run(stringify!($name)).await;
-            }
-        )*
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run(stringify!($name), super::Backend::Memory).await;
+                }
+            )*
+        }
+
+        mod mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run(stringify!($name), super::Backend::MongoDb).await;
+                }
+            )*
+        }
 
         #[test]
         fn every_scenario_has_a_test() {
@@ -55,7 +82,6 @@ macro_rules! scenario_tests {
         }
     };
 }
-
 scenario_tests![
     register_and_login_contract,
     bearer_routes_need_a_valid_token,

@@ -1,0 +1,315 @@
+//! MongoDB backend: users, tickets and revocations in three collections, shared by every wsgate
+//! instance pointed at the same database.
+//!
+//! Every operation is one server-side atomic step and checks expiry itself against the caller's `now`;
+//! the TTL indexes only collect garbage. Every call is bounded by the configured timeout (server
+//! selection and the operation itself), so an unreachable or hung database turns into a fast
+//! `StoreError::Unavailable` (503) instead of requests piling up.
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mongodb::bson::{doc, DateTime};
+use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError, TicketHash, TicketOutcome, TicketRecord, UnixMillis, UserRecord};
+
+/// Ticket documents outlive their expiry by this much before the TTL monitor may delete them. Within
+/// that minute the store itself still answers `Expired`/`Used` (the monitor runs about every 60 s, so
+/// deletion comes 60 to 120 s after expiry, never before). Past it, the gateway no longer asks: a
+/// ticket carries its own MAC-protected expiry, checked before the store, so an expired ticket is
+/// reported `ticket_expired` whether or not its document still exists.
+const TICKET_TTL_GRACE: Duration = Duration::from_secs(60);
+
+/// The database name used when none is configured.
+pub const DEFAULT_DB: &str = "wsgate";
+
+const USERS: &str = "users";
+const TICKETS: &str = "ws_tickets";
+const REVOKED: &str = "revoked_tokens";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct UserDoc {
+    username: String,
+    /// Lower-cased username: the unique key.
+    username_key: String,
+    password_hash: String,
+    created_at: DateTime,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TicketDoc {
+    /// Hex SHA-256 of the ticket text.
+    #[serde(rename = "_id")]
+    id: String,
+    username: String,
+    expires_at: DateTime,
+    used: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RevokedDoc {
+    /// The token's `jti`.
+    #[serde(rename = "_id")]
+    id: String,
+    /// The token's `exp` plus the verification leeway: after this the token is refused anyway.
+    expires_at: DateTime,
+}
+
+/// Handle to the MongoDB store. Cheap to clone (the driver's client is a shared pool).
+#[derive(Clone)]
+pub struct MongoStore {
+    db: Database,
+    users: Collection<UserDoc>,
+    tickets: Collection<TicketDoc>,
+    revoked: Collection<RevokedDoc>,
+    timeout: Duration,
+}
+
+/// The hosts of a connection string, for logs: never the credentials.
+pub fn redacted_hosts(options: &ClientOptions) -> String {
+    options
+        .hosts
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn unavailable(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+/// Whether a driver error is a duplicate-key violation (code 11000), whichever kind wraps it.
+fn is_duplicate(err: &MongoError) -> bool {
+    const DUPLICATE_KEY: i32 = 11000;
+    match err.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
+        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .iter()
+            .flatten()
+            .any(|w| w.code == DUPLICATE_KEY),
+        // Servers put the code in the message too ("E11000 duplicate key error …").
+        _ => err.to_string().contains("E11000"),
+    }
+}
+
+fn hex(hash: &TicketHash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl MongoStore {
+    /// Connects, checks the server answers, and creates the indexes (idempotent). `timeout` bounds
+    /// server selection, connection and every later operation.
+    pub async fn connect(uri: &str, db: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB URI: {e}")))?;
+        options.app_name = Some("wsgate".into());
+        options.server_selection_timeout = Some(timeout);
+        options.connect_timeout = Some(timeout);
+        let hosts = redacted_hosts(&options);
+        let client = Client::with_options(options).map_err(unavailable)?;
+        let db = client.database(db);
+        let store = Self {
+            users: db.collection(USERS),
+            tickets: db.collection(TICKETS),
+            revoked: db.collection(REVOKED),
+            db,
+            timeout,
+        };
+        store
+            .ping()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("MongoDB at {hosts}: {e}")))?;
+        store.create_indexes().await?;
+        tracing::info!(hosts = %hosts, db = store.db.name(), "connected to MongoDB");
+        Ok(store)
+    }
+
+    async fn create_indexes(&self) -> Result<(), StoreError> {
+        let unique_user = IndexModel::builder()
+            .keys(doc! {"username_key": 1})
+            .options(
+                IndexOptions::builder()
+                    .unique(true)
+                    .name("username_unique".to_string())
+                    .build(),
+            )
+            .build();
+        self.bounded(self.users.create_index(unique_user)).await?;
+        let ticket_ttl = IndexModel::builder()
+            .keys(doc! {"expires_at": 1})
+            .options(
+                IndexOptions::builder()
+                    .expire_after(TICKET_TTL_GRACE)
+                    .name("expires_at_ttl".to_string())
+                    .build(),
+            )
+            .build();
+        self.bounded(self.tickets.create_index(ticket_ttl)).await?;
+        // A revocation is useless once the token is past `exp` + leeway, which is what `expires_at`
+        // holds, so the monitor may delete it right then.
+        let revoked_ttl = IndexModel::builder()
+            .keys(doc! {"expires_at": 1})
+            .options(
+                IndexOptions::builder()
+                    .expire_after(Duration::ZERO)
+                    .name("expires_at_ttl".to_string())
+                    .build(),
+            )
+            .build();
+        self.bounded(self.revoked.create_index(revoked_ttl)).await?;
+        Ok(())
+    }
+
+    /// Runs a driver call with the store's deadline; every failure is `Unavailable`.
+    async fn bounded<T>(
+        &self,
+        call: impl IntoFuture<Output = Result<T, MongoError>>,
+    ) -> Result<T, StoreError> {
+        self.bounded_raw(call).await?.map_err(unavailable)
+    }
+
+    /// Like `bounded`, but hands driver errors back for inspection.
+    async fn bounded_raw<T>(
+        &self,
+        call: impl IntoFuture<Output = Result<T, MongoError>>,
+    ) -> Result<Result<T, MongoError>, StoreError> {
+        tokio::time::timeout(self.timeout, call.into_future())
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("no answer within {:?}", self.timeout)))
+    }
+
+    /// Inserts a document; a duplicate key is `StoreError::Duplicate`.
+    async fn insert<D: Serialize + Send + Sync>(
+        &self,
+        collection: &Collection<D>,
+        doc: D,
+    ) -> Result<(), StoreError> {
+        match self.bounded_raw(collection.insert_one(doc)).await? {
+            Ok(_) => Ok(()),
+            Err(err) if is_duplicate(&err) => Err(StoreError::Duplicate),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    /// The database this store writes to.
+    pub fn database_name(&self) -> &str {
+        self.db.name()
+    }
+
+    /// Drops the whole database (tests use a fresh database each and clean up after).
+    pub async fn drop_database(&self) -> Result<(), StoreError> {
+        self.bounded(self.db.drop()).await
+    }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    fn kind(&self) -> &'static str {
+        "mongodb"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(self.db.run_command(doc! {"ping": 1}))
+            .await
+            .map(|_| ())
+    }
+
+    async fn create_user(&self, user: UserRecord) -> Result<(), StoreError> {
+        let doc = UserDoc {
+            username_key: UserRecord::key_of(&user.username),
+            username: user.username,
+            password_hash: user.password_hash,
+            created_at: DateTime::from_millis(user.created_at),
+        };
+        self.insert(&self.users, doc).await
+    }
+
+    async fn find_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let found = self
+            .bounded(
+                self.users
+                    .find_one(doc! {"username_key": UserRecord::key_of(username)}),
+            )
+            .await?;
+        Ok(found.map(|u| UserRecord {
+            username: u.username,
+            password_hash: u.password_hash,
+            created_at: u.created_at.timestamp_millis(),
+        }))
+    }
+
+    async fn insert_ticket(&self, ticket: TicketRecord) -> Result<(), StoreError> {
+        let doc = TicketDoc {
+            id: hex(&ticket.hash),
+            username: ticket.username,
+            expires_at: DateTime::from_millis(ticket.expires_at),
+            used: false,
+        };
+        self.insert(&self.tickets, doc).await
+    }
+
+    async fn consume_ticket(
+        &self,
+        hash: &TicketHash,
+        now: UnixMillis,
+    ) -> Result<TicketOutcome, StoreError> {
+        let id = hex(hash);
+        let now = DateTime::from_millis(now);
+        // One atomic step: only an unused, unexpired ticket flips to used. Concurrent consumers
+        // race on this document and exactly one of them matches.
+        let claimed = self
+            .bounded(
+                self.tickets
+                    .find_one_and_update(
+                        doc! {"_id": &id, "used": false, "expires_at": {"$gt": now}},
+                        doc! {"$set": {"used": true}},
+                    )
+                    .return_document(ReturnDocument::Before),
+            )
+            .await?;
+        if let Some(ticket) = claimed {
+            return Ok(TicketOutcome::Accepted {
+                username: ticket.username,
+            });
+        }
+        // Not claimable: find out why, for a precise error.
+        let existing = self
+            .bounded(self.tickets.find_one(doc! {"_id": &id}))
+            .await?;
+        Ok(match existing {
+            None => TicketOutcome::Unknown,
+            Some(t) if t.expires_at <= now => TicketOutcome::Expired,
+            // Used, or claimed by a concurrent consumer between our two reads.
+            Some(_) => TicketOutcome::Used,
+        })
+    }
+
+    async fn revoke_token(&self, jti: &str, expires_at: UnixMillis) -> Result<(), StoreError> {
+        self.bounded(
+            self.revoked
+                .update_one(
+                    doc! {"_id": jti},
+                    doc! {"$max": {"expires_at": DateTime::from_millis(expires_at)}},
+                )
+                .upsert(true),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .bounded(self.revoked.find_one(doc! {"_id": jti}))
+            .await?
+            .is_some())
+    }
+}

@@ -1,0 +1,163 @@
+//! MongoDB-only behaviour: two instances sharing one database, and an outage (database stopped and
+//! restarted) with fail-fast 503s, live sockets unaffected, and recovery without a restart.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wsgate::store::{MongoStore, Store};
+use wsgate_testkit::{Gateway, Upgrade};
+
+use crate::helpers::{mongo_store, spawn_app_with_store, Secantus};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_users_tickets_and_revocations() {
+    let Some(store) = mongo_store().await else {
+        return;
+    };
+    let a = spawn_app_with_store(&[], store.clone()).await;
+    let b = spawn_app_with_store(&[], store.clone() as Arc<dyn Store>).await;
+
+    // Registered and logged in through A; the ticket, minted through A, is accepted once by B.
+    let user = a.gw.new_user("shared").await.unwrap();
+    let ticket = a.gw.ticket(&user.token).await.unwrap();
+    let mut socket = b.gw.upgrade(&ticket).await.unwrap().open().unwrap();
+    socket.auth(&user.token).await.unwrap();
+    assert_eq!(socket.recv().await.unwrap()["type"], "auth_ok");
+    a.gw.upgrade(&ticket)
+        .await
+        .unwrap()
+        .refused()
+        .unwrap()
+        .expect_error(401, "ticket_used")
+        .unwrap();
+
+    // Twenty concurrent upgrades with one ticket, spread over both instances: exactly one 101.
+    let ticket = b.gw.ticket(&user.token).await.unwrap();
+    let gateways = [a.gw.clone(), b.gw.clone()];
+    let attempts = (0..20).map(|i| {
+        let gw: Gateway = gateways[i % 2].clone();
+        let ticket = ticket.clone();
+        tokio::spawn(async move { gw.upgrade(&ticket).await.unwrap() })
+    });
+    let mut opened = 0;
+    for attempt in futures_util::future::join_all(attempts).await {
+        match attempt.unwrap() {
+            Upgrade::Open(_) => opened += 1,
+            Upgrade::Refused(reply) => reply.expect_error(401, "ticket_used").unwrap(),
+        }
+    }
+    assert_eq!(opened, 1);
+
+    // A logout through B revokes the token for A too.
+    let out = b.gw.post_empty("/api/logout", Some(&user.token)).await.unwrap();
+    assert_eq!(out.status, 204);
+    a.gw.post_empty("/api/ws-ticket", Some(&user.token))
+        .await
+        .unwrap()
+        .expect_error(401, "unauthorized")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_fails_fast_keeps_sockets_chatting_and_recovers_by_itself() {
+    let Some(mut db) = Secantus::start() else {
+        return;
+    };
+    let store = MongoStore::connect(&db.uri(), "outage", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let server = spawn_app_with_store(&["--ticket-ttl-secs", "60"], Arc::new(store)).await;
+    let gw = &server.gw;
+    let alice = gw.new_user("alice").await.unwrap();
+    let bob = gw.new_user("bob").await.unwrap();
+    let (mut a, _) = gw.connect(&alice).await.unwrap();
+    let (mut b, _) = gw.connect(&bob).await.unwrap();
+    a.focus(&[&alice.name, &bob.name]);
+    b.focus(&[&alice.name, &bob.name]);
+    let spare_ticket = gw.ticket(&alice.token).await.unwrap();
+
+    db.stop();
+
+    // Every store-backed route answers 503 store_unavailable, within about the 2 s timeout.
+    for what in ["ticket", "login", "register"] {
+        let started = Instant::now();
+        let reply = match what {
+            "ticket" => gw.post_empty("/api/ws-ticket", Some(&alice.token)).await,
+            "login" => gw.login(&alice.name, wsgate_testkit::PASSWORD).await,
+            _ => gw.register("newcomer", wsgate_testkit::PASSWORD).await,
+        };
+        let took = started.elapsed();
+        reply
+            .unwrap()
+            .expect_error(503, "store_unavailable")
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(took < Duration::from_millis(3500), "{what} took {took:?} to fail");
+    }
+    let started = Instant::now();
+    gw.upgrade(&spare_ticket)
+        .await
+        .unwrap()
+        .refused()
+        .unwrap()
+        .expect_error(503, "store_unavailable")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "upgrade took {took:?} to fail");
+    let health = gw
+        .request(reqwest::Method::GET, "/api/health", None, None)
+        .await
+        .unwrap();
+    health.expect_error(503, "store_unavailable").unwrap();
+
+    // Authenticated sockets do not need the store to chat.
+    a.say("during the outage").await.unwrap();
+    assert_eq!(
+        b.recv_type("message").await.unwrap()["text"],
+        "during the outage"
+    );
+
+    db.restart();
+
+    // No wsgate restart: the driver reconnects and everything works again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = gw
+            .request(reqwest::Method::GET, "/api/health", None, None)
+            .await
+            .unwrap();
+        if health.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {}", health.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let again = gw.relogin(&alice.name).await.unwrap();
+    let (mut c, hello) = gw.connect(&again).await.unwrap();
+    assert_eq!(hello["type"], "auth_ok");
+    c.say("after the outage").await.unwrap();
+    assert_eq!(
+        c.recv_type("message").await.unwrap()["text"],
+        "after the outage"
+    );
+}
+
+#[test]
+fn startup_with_an_unreachable_database_exits_with_a_clear_error() {
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
+        .env("WSGATE_MONGODB_URI", "mongodb://wsgate:hunter2secret@127.0.0.1:1")
+        .env("WSGATE_MONGODB_TIMEOUT_MS", "1000")
+        .env("WSGATE_ADDR", "127.0.0.1:0")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("MongoDB at 127.0.0.1:1"), "{all}");
+    assert!(!all.contains("hunter2secret"), "password leaked: {all}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

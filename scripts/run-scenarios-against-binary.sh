@@ -14,10 +14,10 @@ env -u WSGATE_MONGODB_URI \
   WSGATE_ADDR=127.0.0.1:0 \
   WSGATE_JWT_SECRET=scenario-secret-scenario-secret-0123456789 \
   WSGATE_BCRYPT_COST=4 \
-  WSGATE_JWT_TTL_SECS=10 WSGATE_JWT_LEEWAY_SECS=0 \
+  WSGATE_JWT_TTL_SECS=8 WSGATE_JWT_LEEWAY_SECS=0 WSGATE_TOKEN_EXPIRING_SECS=4 \
   WSGATE_TICKET_TTL_SECS=2 WSGATE_AUTH_TIMEOUT_MS=1000 \
   WSGATE_RATE_REGISTER_PER_MIN=1000 WSGATE_RATE_LOGIN_PER_MIN=1000 \
-  WSGATE_RATE_TICKET_PER_MIN=1000 WSGATE_RATE_UPGRADE_PER_MIN=1000 \
+  WSGATE_RATE_TICKET_PER_MIN=1000 WSGATE_RATE_REFRESH_PER_MIN=1000 WSGATE_RATE_UPGRADE_PER_MIN=1000 \
   ./target/debug/wsgate >"$log" 2>&1 &
 pid=$!
 
@@ -30,7 +30,7 @@ done
 [ -n "$addr" ] || { echo "wsgate did not start:"; cat "$log"; exit 1; }
 
 status=0
-scripts/scenarios.sh --url "http://$addr" --auth-timeout-ms 1000 --jwt-leeway-secs 0 --max-wait-secs 20 || status=$?
+scripts/scenarios.sh --url "http://$addr" --auth-timeout-ms 1000 --jwt-leeway-secs 0 --max-wait-secs 30 || status=$?
 
 kill -TERM "$pid"
 for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

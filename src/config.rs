@@ -39,6 +39,18 @@ pub struct Config {
     #[arg(long, env = "WSGATE_JWT_TTL_SECS", default_value_t = 900)]
     pub jwt_ttl_secs: u64,
 
+    /// Lifetime of refresh tokens, in seconds (each rotation issues a new one with a fresh lifetime).
+    #[arg(long, env = "WSGATE_REFRESH_TTL_SECS", default_value_t = 14 * 24 * 3600)]
+    pub refresh_ttl_secs: u64,
+
+    /// How long before a socket's access token expires the server sends `token_expiring`, in seconds.
+    #[arg(long, env = "WSGATE_TOKEN_EXPIRING_SECS", default_value_t = 60)]
+    pub token_expiring_secs: u64,
+
+    /// How often revocations made through other instances are picked up, in milliseconds.
+    #[arg(long, env = "WSGATE_REVOCATION_POLL_MS", default_value_t = 2000)]
+    pub revocation_poll_ms: u64,
+
     /// Clock-skew leeway applied when checking `exp`, in seconds.
     #[arg(long, env = "WSGATE_JWT_LEEWAY_SECS", default_value_t = 5)]
     pub jwt_leeway_secs: u64,
@@ -75,6 +87,10 @@ pub struct Config {
     /// Logins per minute per client IP (0 disables the limit).
     #[arg(long, env = "WSGATE_RATE_LOGIN_PER_MIN", default_value_t = 20)]
     pub rate_login_per_min: u32,
+
+    /// Token refreshes per minute per client IP (0 disables the limit).
+    #[arg(long, env = "WSGATE_RATE_REFRESH_PER_MIN", default_value_t = 60)]
+    pub rate_refresh_per_min: u32,
 
     /// Ticket mints per minute per client IP (0 disables the limit).
     #[arg(long, env = "WSGATE_RATE_TICKET_PER_MIN", default_value_t = 60)]
@@ -167,6 +183,8 @@ pub struct RateLimits {
     pub register_per_min: Option<u32>,
     /// Logins per minute per IP.
     pub login_per_min: Option<u32>,
+    /// Token refreshes per minute per IP.
+    pub refresh_per_min: Option<u32>,
     /// Ticket mints per minute per IP.
     pub ticket_per_min: Option<u32>,
     /// Upgrade attempts per minute per IP.
@@ -209,6 +227,12 @@ pub struct Settings {
     pub jwt_ttl: Duration,
     /// Clock-skew leeway on `exp`.
     pub jwt_leeway: Duration,
+    /// Refresh-token lifetime.
+    pub refresh_ttl: Duration,
+    /// Lead time of the `token_expiring` frame.
+    pub token_expiring: Duration,
+    /// Revocation feed poll interval.
+    pub revocation_poll: Duration,
     /// Ticket lifetime.
     pub ticket_ttl: Duration,
     /// Deadline for the first (`auth`) frame.
@@ -252,6 +276,9 @@ impl std::fmt::Debug for Settings {
             )
             .field("jwt_ttl", &self.jwt_ttl)
             .field("jwt_leeway", &self.jwt_leeway)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .field("token_expiring", &self.token_expiring)
+            .field("revocation_poll", &self.revocation_poll)
             .field("ticket_ttl", &self.ticket_ttl)
             .field("auth_timeout", &self.auth_timeout)
             .field("heartbeat", &self.heartbeat)
@@ -399,6 +426,17 @@ impl Config {
                 "jwt-ttl-secs",
             )?),
             jwt_leeway: Duration::from_secs(self.jwt_leeway_secs),
+            refresh_ttl: Duration::from_secs(positive(
+                self.refresh_ttl_secs,
+                "WSGATE_REFRESH_TTL_SECS",
+                "refresh-ttl-secs",
+            )?),
+            token_expiring: Duration::from_secs(self.token_expiring_secs),
+            revocation_poll: Duration::from_millis(positive(
+                self.revocation_poll_ms,
+                "WSGATE_REVOCATION_POLL_MS",
+                "revocation-poll-ms",
+            )?),
             ticket_ttl: Duration::from_secs(positive(
                 self.ticket_ttl_secs,
                 "WSGATE_TICKET_TTL_SECS",
@@ -424,6 +462,7 @@ impl Config {
             rate: RateLimits {
                 register_per_min: limit(self.rate_register_per_min),
                 login_per_min: limit(self.rate_login_per_min),
+                refresh_per_min: limit(self.rate_refresh_per_min),
                 ticket_per_min: limit(self.rate_ticket_per_min),
                 upgrade_per_min: limit(self.rate_upgrade_per_min),
                 messages_per_sec: limit(self.rate_messages_per_sec),
@@ -450,7 +489,11 @@ impl Config {
                         ));
                     }
                     if self.mongodb_db.is_empty() {
-                        return Err(invalid("WSGATE_MONGODB_DB", "mongodb-db", "must not be empty"));
+                        return Err(invalid(
+                            "WSGATE_MONGODB_DB",
+                            "mongodb-db",
+                            "must not be empty",
+                        ));
                     }
                     Some(MongoSettings {
                         uri,

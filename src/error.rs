@@ -33,6 +33,12 @@ pub enum ApiError {
     /// Unknown user or wrong password (indistinguishable on purpose).
     #[error("unknown username or wrong password")]
     InvalidCredentials,
+    /// Unknown or expired refresh token, or its session was revoked.
+    #[error("the refresh token is not valid, sign in again")]
+    InvalidRefreshToken,
+    /// A refresh token that had already been rotated: the session is revoked.
+    #[error("this refresh token was already used; the session has been revoked, sign in again")]
+    RefreshTokenReused,
     /// Missing, malformed, expired or revoked bearer token.
     #[error("a valid bearer token is required")]
     Unauthorized,
@@ -96,8 +102,10 @@ impl ApiError {
             BadRequest(_) | InvalidUsername | InvalidPassword(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UsernameTaken => StatusCode::CONFLICT,
-            InvalidCredentials | Unauthorized | TicketMissing | TicketInvalid | TicketExpired
-            | TicketUsed => StatusCode::UNAUTHORIZED,
+            InvalidCredentials | InvalidRefreshToken | RefreshTokenReused | Unauthorized
+            | TicketMissing | TicketInvalid | TicketExpired | TicketUsed => {
+                StatusCode::UNAUTHORIZED
+            }
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             OriginForbidden => StatusCode::FORBIDDEN,
@@ -118,6 +126,8 @@ impl ApiError {
             InvalidPassword(_) => "invalid_password",
             UsernameTaken => "username_taken",
             InvalidCredentials => "invalid_credentials",
+            InvalidRefreshToken => "invalid_refresh_token",
+            RefreshTokenReused => "refresh_token_reused",
             Unauthorized => "unauthorized",
             RateLimited { .. } => "rate_limited",
             StoreUnavailable => "store_unavailable",

@@ -20,7 +20,6 @@ use crate::auth::Claims;
 use crate::error::{recover, ApiError};
 use crate::state::App;
 use crate::store::{now_millis, UserRecord};
-use crate::ws::protocol::CloseReason;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: u64 = 16 * 1024;
@@ -34,7 +33,11 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
     let api = register(app.clone())
         .or(login(app.clone()))
         .unify()
+        .or(token_refresh(app.clone()))
+        .unify()
         .or(logout(app.clone()))
+        .unify()
+        .or(logout_all(app.clone()))
         .unify()
         .or(ws_ticket(app.clone()))
         .unify()
@@ -239,14 +242,30 @@ async fn handle_login(app: Arc<App>, ip: IpAddr, creds: Credentials) -> Result<R
         return Err(ApiError::InvalidCredentials);
     }
     let username = username.ok_or(ApiError::InvalidCredentials)?;
-    let issued = app.tokens.issue(&username);
+    let tokens = crate::sessions::start(&app, &username).await?;
     tracing::info!(user = %username, "login");
-    Ok(warp::reply::json(&json!({
-        "access_token": issued.token,
-        "token_type": "Bearer",
-        "expires_in": app.tokens.ttl().as_secs(),
-    }))
-    .into_response())
+    Ok(warp::reply::json(&tokens).into_response())
+}
+
+/// `{refresh_token}` of the refresh route.
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+fn token_refresh(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "token" / "refresh")
+        .and(warp::post())
+        .and(with_app(app))
+        .and(client_ip())
+        .and(json_body::<RefreshRequest>())
+        .and_then(|app: Arc<App>, ip, body: RefreshRequest| async move {
+            app.limits.refresh.check(ip).map_err(Rejection::from)?;
+            crate::sessions::refresh(&app, &body.refresh_token)
+                .await
+                .map(|tokens| warp::reply::json(&tokens).into_response())
+                .map_err(Rejection::from)
+        })
 }
 
 /// Verifies `Authorization: Bearer <jwt>` including revocation.
@@ -260,7 +279,7 @@ async fn authenticate(app: &App, header: Option<String>) -> Result<Claims, ApiEr
         .tokens
         .verify(token.trim())
         .map_err(|_| ApiError::Unauthorized)?;
-    if app.store.is_revoked(&claims.jti).await? {
+    if app.store.is_revoked(&claims.jti, &claims.sid).await? {
         return Err(ApiError::Unauthorized);
     }
     Ok(claims)
@@ -284,11 +303,21 @@ fn logout(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection
 
 async fn handle_logout(app: Arc<App>, auth: Option<String>) -> Result<Response, ApiError> {
     let claims = authenticate(&app, auth).await?;
-    let last_valid_ms = (claims.exp + app.tokens.leeway().as_secs() as i64).saturating_mul(1000);
-    app.store.revoke_token(&claims.jti, last_valid_ms).await?;
-    let closed = app.hub.kick_token(&claims.jti, CloseReason::TokenRevoked);
+    let closed = crate::sessions::end(&app, &claims).await?;
     tracing::info!(user = %claims.sub, sockets_closed = closed, "logout");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn logout_all(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    bearer_post("logout-all", app).and_then(|app: Arc<App>, _ip, auth| async move {
+        let result = async {
+            let claims = authenticate(&app, auth).await?;
+            let closed = crate::sessions::end_all(&app, &claims.sub).await?;
+            tracing::info!(user = %claims.sub, sockets_closed = closed, "logout everywhere");
+            Ok::<_, ApiError>(StatusCode::NO_CONTENT.into_response())
+        };
+        result.await.map_err(Rejection::from)
+    })
 }
 
 fn ws_ticket(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {

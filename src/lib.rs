@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod ratelimit;
+pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -50,6 +50,8 @@ pub struct IpLimits {
     pub register: IpLimit,
     /// `POST /api/login`.
     pub login: IpLimit,
+    /// `POST /api/token/refresh`.
+    pub refresh: IpLimit,
     /// `POST /api/ws-ticket`.
     pub ticket: IpLimit,
     /// `GET /ws`.
@@ -62,6 +64,7 @@ impl IpLimits {
         Self {
             register: IpLimit::per_minute(rate.register_per_min),
             login: IpLimit::per_minute(rate.login_per_min),
+            refresh: IpLimit::per_minute(rate.refresh_per_min),
             ticket: IpLimit::per_minute(rate.ticket_per_min),
             upgrade: IpLimit::per_minute(rate.upgrade_per_min),
         }
@@ -69,7 +72,13 @@ impl IpLimits {
 
     /// Drops the state of IPs that have been quiet long enough to be back at a full burst.
     pub fn forget_idle(&self) {
-        for limit in [&self.register, &self.login, &self.ticket, &self.upgrade] {
+        for limit in [
+            &self.register,
+            &self.login,
+            &self.refresh,
+            &self.ticket,
+            &self.upgrade,
+        ] {
             limit.forget_idle();
         }
     }

@@ -153,12 +153,14 @@ impl Application {
             "wsgate listening"
         );
         let sweeper = tokio::spawn(sweep_limiters(app.clone()));
+        let revocations = tokio::spawn(crate::sessions::follow_revocations(app.clone()));
         tokio::select! {
             _ = accept_loop(listener, app.clone(), slots) => {}
             _ = shutdown => tracing::info!("shutdown requested"),
         }
         app.shutdown.cancel();
         sweeper.abort();
+        revocations.abort();
         app.tasks.close();
         let open = app.tasks.len();
         if tokio::time::timeout(SHUTDOWN_GRACE, app.tasks.wait())

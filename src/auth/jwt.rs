@@ -21,8 +21,11 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at, Unix seconds.
     pub exp: i64,
-    /// Unique token id: the handle for revocation.
+    /// Unique token id: the handle for revoking this token.
     pub jti: String,
+    /// Session id: the login (refresh-token family) this token descends from; revoking the session
+    /// revokes every token that carries it.
+    pub sid: String,
     /// Always `wsgate`.
     pub iss: String,
     /// Always `wsgate`.
@@ -99,14 +102,15 @@ impl TokenKeys {
         self.leeway
     }
 
-    /// Issues a token for `username`, valid from now for the configured lifetime.
-    pub fn issue(&self, username: &str) -> IssuedToken {
+    /// Issues a token for `username` in session `sid`, valid from now for the configured lifetime.
+    pub fn issue(&self, username: &str, sid: &str) -> IssuedToken {
         let now = unix_now();
         let claims = Claims {
             sub: username.to_owned(),
             iat: now,
             exp: now + self.ttl.as_secs() as i64,
             jti: URL_SAFE_NO_PAD.encode(super::os_random::<16>()),
+            sid: sid.to_owned(),
             iss: ISSUER.to_owned(),
             aud: ISSUER.to_owned(),
         };
@@ -145,7 +149,10 @@ impl TokenKeys {
             })?
             .claims;
         // A token "issued" in the future was not issued by us (or our clock jumped): refuse it.
-        if claims.iat > unix_now() + self.leeway.as_secs() as i64 || claims.jti.is_empty() {
+        if claims.iat > unix_now() + self.leeway.as_secs() as i64
+            || claims.jti.is_empty()
+            || claims.sid.is_empty()
+        {
             return Err(TokenError::Invalid);
         }
         Ok(claims)
@@ -186,18 +193,18 @@ mod tests {
 
     fn good_claims() -> serde_json::Value {
         let now = unix_now();
-        json!({"sub":"alice","iat":now,"exp":now+60,"jti":"j1","iss":"wsgate","aud":"wsgate"})
+        json!({"sub":"alice","iat":now,"exp":now+60,"jti":"j1","sid":"s1","iss":"wsgate","aud":"wsgate"})
     }
 
     #[test]
     fn issued_tokens_verify_and_carry_every_claim() {
         let keys = keys();
-        let issued = keys.issue("alice");
+        let issued = keys.issue("alice", "s1");
         let claims = keys.verify(&issued.token).unwrap();
         assert_eq!(claims, issued.claims);
         assert_eq!(claims.exp - claims.iat, 60);
         assert_eq!(claims.iss, "wsgate");
-        assert_ne!(keys.issue("alice").claims.jti, claims.jti);
+        assert_ne!(keys.issue("alice", "s1").claims.jti, claims.jti);
     }
 
     #[test]
@@ -215,7 +222,7 @@ mod tests {
             URL_SAFE_NO_PAD.encode(good_claims().to_string())
         );
         assert_eq!(keys.verify(&none), Err(TokenError::Invalid));
-        for claim in ["sub", "iat", "exp", "jti", "iss", "aud"] {
+        for claim in ["sub", "iat", "exp", "jti", "sid", "iss", "aud"] {
             let mut claims = good_claims();
             claims.as_object_mut().unwrap().remove(claim);
             let token = sign(claims, Algorithm::HS256, SECRET, kid.clone());
@@ -256,7 +263,7 @@ mod tests {
     #[test]
     fn previous_secret_verifies_but_never_signs() {
         let old = keys();
-        let old_token = old.issue("alice").token;
+        let old_token = old.issue("alice", "s1").token;
         let rotated = TokenKeys::new(
             &[9u8; 32],
             Some(SECRET),
@@ -264,7 +271,7 @@ mod tests {
             Duration::ZERO,
         );
         assert!(rotated.verify(&old_token).is_ok());
-        let new_token = rotated.issue("alice").token;
+        let new_token = rotated.issue("alice", "s1").token;
         assert_eq!(old.verify(&new_token), Err(TokenError::Invalid));
         let dropped = TokenKeys::new(&[9u8; 32], None, Duration::from_secs(60), Duration::ZERO);
         assert_eq!(dropped.verify(&old_token), Err(TokenError::Invalid));

@@ -12,7 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    now_millis, Store, StoreError, TicketHash, TicketOutcome, TicketRecord, UnixMillis, UserRecord,
+    now_millis, RefreshHash, RefreshOutcome, RefreshRecord, Revoked, SessionRecord, Store,
+    StoreError, TicketHash, TicketOutcome, TicketRecord, UnixMillis, UserRecord,
 };
 
 /// How often expired records are purged by default.
@@ -34,8 +35,31 @@ struct State {
     users: HashMap<String, UserRecord>,
     /// Tickets by hash, with their used flag.
     tickets: HashMap<TicketHash, StoredTicket>,
-    /// Revoked token ids and the instant after which the revocation may be forgotten.
-    revoked: HashMap<String, UnixMillis>,
+    /// Revocations by key (`jti:…`, `sid:…`).
+    revoked: HashMap<String, StoredRevocation>,
+    /// Login sessions by id.
+    sessions: HashMap<String, StoredSession>,
+    /// Refresh tokens by hash, spent ones included (to detect reuse) until they expire.
+    refresh: HashMap<RefreshHash, StoredRefresh>,
+}
+
+struct StoredRevocation {
+    /// May be forgotten after this.
+    expires_at: UnixMillis,
+    /// When it was recorded (for the revocation feed).
+    revoked_at: UnixMillis,
+}
+
+struct StoredSession {
+    username: String,
+    expires_at: UnixMillis,
+    revoked: bool,
+}
+
+struct StoredRefresh {
+    sid: String,
+    expires_at: UnixMillis,
+    used: bool,
 }
 
 struct StoredTicket {
@@ -95,7 +119,9 @@ async fn purge_task(shared: Weak<Shared>, interval: Duration) {
         let now = now_millis();
         let mut state = lock(&shared.state);
         state.tickets.retain(|_, t| t.expires_at > now);
-        state.revoked.retain(|_, exp| *exp > now);
+        state.revoked.retain(|_, r| r.expires_at > now);
+        state.sessions.retain(|_, s| s.expires_at > now);
+        state.refresh.retain(|_, r| r.expires_at > now);
     }
 }
 
@@ -166,13 +192,147 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn revoke_token(&self, jti: &str, expires_at: UnixMillis) -> Result<(), StoreError> {
-        self.state().revoked.insert(jti.to_owned(), expires_at);
+    async fn revoke(
+        &self,
+        what: &Revoked,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.state().revoke(what.key(), expires_at, now);
         Ok(())
     }
 
-    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        Ok(self.state().revoked.contains_key(jti))
+    async fn is_revoked(&self, jti: &str, sid: &str) -> Result<bool, StoreError> {
+        let state = self.state();
+        Ok(state
+            .revoked
+            .contains_key(&Revoked::Token(jti.to_owned()).key())
+            || state
+                .revoked
+                .contains_key(&Revoked::Session(sid.to_owned()).key()))
+    }
+
+    async fn revocations_since(&self, since: UnixMillis) -> Result<Vec<Revoked>, StoreError> {
+        Ok(self
+            .state()
+            .revoked
+            .iter()
+            .filter(|(_, r)| r.revoked_at > since)
+            .filter_map(|(key, _)| Revoked::from_key(key))
+            .collect())
+    }
+
+    async fn create_session(
+        &self,
+        session: SessionRecord,
+        first: RefreshRecord,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state.sessions.contains_key(&session.sid) || state.refresh.contains_key(&first.hash) {
+            return Err(StoreError::Duplicate);
+        }
+        state.refresh.insert(
+            first.hash,
+            StoredRefresh {
+                sid: session.sid.clone(),
+                expires_at: first.expires_at,
+                used: false,
+            },
+        );
+        state.sessions.insert(
+            session.sid,
+            StoredSession {
+                username: session.username,
+                expires_at: session.expires_at,
+                revoked: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old: &RefreshHash,
+        now: UnixMillis,
+        next: RefreshRecord,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let mut state = self.state();
+        let Some(token) = state.refresh.get_mut(old) else {
+            return Ok(RefreshOutcome::Invalid);
+        };
+        if token.expires_at <= now {
+            return Ok(RefreshOutcome::Invalid);
+        }
+        let was_used = std::mem::replace(&mut token.used, true);
+        let sid = token.sid.clone();
+        let Some(session) = state.sessions.get_mut(&sid) else {
+            return Ok(RefreshOutcome::Invalid);
+        };
+        if was_used {
+            return Ok(RefreshOutcome::Reused {
+                sid,
+                username: session.username.clone(),
+            });
+        }
+        if session.revoked || session.expires_at <= now {
+            return Ok(RefreshOutcome::Invalid);
+        }
+        session.expires_at = session.expires_at.max(next.expires_at);
+        let username = session.username.clone();
+        state.refresh.insert(
+            next.hash,
+            StoredRefresh {
+                sid: sid.clone(),
+                expires_at: next.expires_at,
+                used: false,
+            },
+        );
+        Ok(RefreshOutcome::Rotated { sid, username })
+    }
+
+    async fn revoke_session(
+        &self,
+        sid: &str,
+        access_until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if let Some(session) = state.sessions.get_mut(sid) {
+            session.revoked = true;
+        }
+        state.revoke(Revoked::Session(sid.to_owned()).key(), access_until, now);
+        Ok(())
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        username: &str,
+        access_until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut state = self.state();
+        let key = UserRecord::key_of(username);
+        let mut sids = Vec::new();
+        for (sid, session) in state.sessions.iter_mut() {
+            if !session.revoked && UserRecord::key_of(&session.username) == key {
+                session.revoked = true;
+                sids.push(sid.clone());
+            }
+        }
+        for sid in &sids {
+            state.revoke(Revoked::Session(sid.clone()).key(), access_until, now);
+        }
+        Ok(sids)
+    }
+}
+
+impl State {
+    fn revoke(&mut self, key: String, expires_at: UnixMillis, now: UnixMillis) {
+        let entry = self.revoked.entry(key).or_insert(StoredRevocation {
+            expires_at,
+            revoked_at: now,
+        });
+        entry.expires_at = entry.expires_at.max(expires_at);
     }
 }
 

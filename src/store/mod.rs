@@ -46,6 +46,84 @@ impl UserRecord {
 /// SHA-256 of a ticket's text: all a store ever sees of a ticket.
 pub type TicketHash = [u8; 32];
 
+/// SHA-256 of a refresh token: all a store ever sees of one.
+pub type RefreshHash = [u8; 32];
+
+/// A login session: the family of every refresh and access token descended from one login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Session id, also the `sid` claim of its access tokens.
+    pub sid: String,
+    /// The session's user.
+    pub username: String,
+    /// When the session's newest refresh token expires (extended by every rotation).
+    pub expires_at: UnixMillis,
+}
+
+/// One refresh token of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    /// Hash of the token text.
+    pub hash: RefreshHash,
+    /// Its session.
+    pub sid: String,
+    /// The session's user.
+    pub username: String,
+    /// After this instant it is refused.
+    pub expires_at: UnixMillis,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// It was current: it is now spent and its successor is stored.
+    Rotated {
+        /// The session, for the new access token's `sid`.
+        sid: String,
+        /// The session's user.
+        username: String,
+    },
+    /// It had been rotated before: someone replays a stolen token (or its owner does, after theft).
+    /// The caller revokes the whole session.
+    Reused {
+        /// The session to revoke.
+        sid: String,
+        /// Its user.
+        username: String,
+    },
+    /// Unknown, expired, or its session was revoked.
+    Invalid,
+}
+
+/// Something revoked, as reported by the revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Revoked {
+    /// One access token, by `jti`.
+    Token(String),
+    /// Every token of a session, by `sid`.
+    Session(String),
+}
+
+impl Revoked {
+    /// The storage key: `jti:<jti>` or `sid:<sid>`.
+    pub fn key(&self) -> String {
+        match self {
+            Revoked::Token(jti) => format!("jti:{jti}"),
+            Revoked::Session(sid) => format!("sid:{sid}"),
+        }
+    }
+
+    /// Parses a storage key.
+    pub fn from_key(key: &str) -> Option<Self> {
+        if let Some(jti) = key.strip_prefix("jti:") {
+            Some(Revoked::Token(jti.to_owned()))
+        } else {
+            key.strip_prefix("sid:")
+                .map(|sid| Revoked::Session(sid.to_owned()))
+        }
+    }
+}
+
 /// A freshly minted ticket, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TicketRecord {
@@ -110,10 +188,53 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<TicketOutcome, StoreError>;
 
-    /// Records that the token `jti` is revoked until `expires_at` (its `exp` plus the verification
-    /// leeway: the last instant it could still be accepted).
-    async fn revoke_token(&self, jti: &str, expires_at: UnixMillis) -> Result<(), StoreError>;
+    /// Records a revocation, remembered until `expires_at` (the last instant a token it covers could
+    /// still be accepted) and stamped `now` for the revocation feed.
+    async fn revoke(
+        &self,
+        what: &Revoked,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
 
-    /// Whether `jti` is revoked.
-    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Whether an access token is revoked, by its own `jti` or through its session `sid`.
+    async fn is_revoked(&self, jti: &str, sid: &str) -> Result<bool, StoreError>;
+
+    /// Revocations stamped after `since`, for instances to close their own sockets of a token or
+    /// session revoked through another instance.
+    async fn revocations_since(&self, since: UnixMillis) -> Result<Vec<Revoked>, StoreError>;
+
+    /// Starts a session with its first refresh token.
+    async fn create_session(
+        &self,
+        session: SessionRecord,
+        first: RefreshRecord,
+    ) -> Result<(), StoreError>;
+
+    /// Spends the refresh token `old` and stores `next` in its place, atomically: of concurrent calls
+    /// with one token, exactly one is `Rotated` and the others `Reused`. A spent token presented
+    /// again is `Reused`. `next.sid`/`next.username` are ignored and taken from `old`'s session.
+    async fn rotate_refresh(
+        &self,
+        old: &RefreshHash,
+        now: UnixMillis,
+        next: RefreshRecord,
+    ) -> Result<RefreshOutcome, StoreError>;
+
+    /// Marks a session revoked (its refresh tokens stop working) and records the `sid:` revocation
+    /// for its access tokens until `access_until`.
+    async fn revoke_session(
+        &self,
+        sid: &str,
+        access_until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Revokes every session of `username`; returns their ids.
+    async fn revoke_user_sessions(
+        &self,
+        username: &str,
+        access_until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<String>, StoreError>;
 }

@@ -16,7 +16,10 @@ use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, TicketHash, TicketOutcome, TicketRecord, UnixMillis, UserRecord};
+use super::{
+    RefreshHash, RefreshOutcome, RefreshRecord, Revoked, SessionRecord, Store, StoreError,
+    TicketHash, TicketOutcome, TicketRecord, UnixMillis, UserRecord,
+};
 
 /// Ticket documents outlive their expiry by this much before the TTL monitor may delete them. Within
 /// that minute the store itself still answers `Expired`/`Used` (the monitor runs about every 60 s, so
@@ -31,6 +34,8 @@ pub const DEFAULT_DB: &str = "wsgate";
 const USERS: &str = "users";
 const TICKETS: &str = "ws_tickets";
 const REVOKED: &str = "revoked_tokens";
+const SESSIONS: &str = "sessions";
+const REFRESH: &str = "refresh_tokens";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct UserDoc {
@@ -53,11 +58,34 @@ struct TicketDoc {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct RevokedDoc {
-    /// The token's `jti`.
+    /// `jti:<jti>` or `sid:<sid>` (see `Revoked::key`).
     #[serde(rename = "_id")]
     id: String,
-    /// The token's `exp` plus the verification leeway: after this the token is refused anyway.
+    /// The last instant a token it covers could be accepted: after this it is garbage.
     expires_at: DateTime,
+    /// When it was recorded, for the revocation feed other instances poll.
+    revoked_at: DateTime,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SessionDoc {
+    #[serde(rename = "_id")]
+    sid: String,
+    username: String,
+    username_key: String,
+    expires_at: DateTime,
+    revoked: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RefreshDoc {
+    /// Hex SHA-256 of the token.
+    #[serde(rename = "_id")]
+    id: String,
+    sid: String,
+    username: String,
+    expires_at: DateTime,
+    used: bool,
 }
 
 /// Handle to the MongoDB store. Cheap to clone (the driver's client is a shared pool).
@@ -67,6 +95,8 @@ pub struct MongoStore {
     users: Collection<UserDoc>,
     tickets: Collection<TicketDoc>,
     revoked: Collection<RevokedDoc>,
+    sessions: Collection<SessionDoc>,
+    refresh: Collection<RefreshDoc>,
     timeout: Duration,
 }
 
@@ -100,7 +130,20 @@ fn is_duplicate(err: &MongoError) -> bool {
     }
 }
 
-fn hex(hash: &TicketHash) -> String {
+/// A TTL index on `expires_at` that lets the monitor delete a document as soon as it expires.
+fn ttl_index() -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! {"expires_at": 1})
+        .options(
+            IndexOptions::builder()
+                .expire_after(Duration::ZERO)
+                .name("expires_at_ttl".to_string())
+                .build(),
+        )
+        .build()
+}
+
+fn hex(hash: &[u8; 32]) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -121,6 +164,8 @@ impl MongoStore {
             users: db.collection(USERS),
             tickets: db.collection(TICKETS),
             revoked: db.collection(REVOKED),
+            sessions: db.collection(SESSIONS),
+            refresh: db.collection(REFRESH),
             db,
             timeout,
         };
@@ -154,18 +199,31 @@ impl MongoStore {
             )
             .build();
         self.bounded(self.tickets.create_index(ticket_ttl)).await?;
-        // A revocation is useless once the token is past `exp` + leeway, which is what `expires_at`
-        // holds, so the monitor may delete it right then.
-        let revoked_ttl = IndexModel::builder()
-            .keys(doc! {"expires_at": 1})
+        // A revocation is useless once the tokens it covers are past `exp` + leeway, which is what
+        // `expires_at` holds, so the monitor may delete it right then. Sessions and refresh tokens
+        // likewise: every read checks `expires_at` itself, the monitor only reclaims space.
+        self.bounded(self.revoked.create_index(ttl_index())).await?;
+        self.bounded(self.sessions.create_index(ttl_index()))
+            .await?;
+        self.bounded(self.refresh.create_index(ttl_index())).await?;
+        let feed = IndexModel::builder()
+            .keys(doc! {"revoked_at": 1})
             .options(
                 IndexOptions::builder()
-                    .expire_after(Duration::ZERO)
-                    .name("expires_at_ttl".to_string())
+                    .name("revoked_at".to_string())
                     .build(),
             )
             .build();
-        self.bounded(self.revoked.create_index(revoked_ttl)).await?;
+        self.bounded(self.revoked.create_index(feed)).await?;
+        let by_user = IndexModel::builder()
+            .keys(doc! {"username_key": 1})
+            .options(
+                IndexOptions::builder()
+                    .name("username_key".to_string())
+                    .build(),
+            )
+            .build();
+        self.bounded(self.sessions.create_index(by_user)).await?;
         Ok(())
     }
 
@@ -293,12 +351,20 @@ impl Store for MongoStore {
         })
     }
 
-    async fn revoke_token(&self, jti: &str, expires_at: UnixMillis) -> Result<(), StoreError> {
+    async fn revoke(
+        &self,
+        what: &Revoked,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
         self.bounded(
             self.revoked
                 .update_one(
-                    doc! {"_id": jti},
-                    doc! {"$max": {"expires_at": DateTime::from_millis(expires_at)}},
+                    doc! {"_id": what.key()},
+                    doc! {
+                        "$max": {"expires_at": DateTime::from_millis(expires_at)},
+                        "$setOnInsert": {"revoked_at": DateTime::from_millis(now)},
+                    },
                 )
                 .upsert(true),
         )
@@ -306,10 +372,158 @@ impl Store for MongoStore {
         .map(|_| ())
     }
 
-    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+    async fn is_revoked(&self, jti: &str, sid: &str) -> Result<bool, StoreError> {
+        let keys = [
+            Revoked::Token(jti.to_owned()).key(),
+            Revoked::Session(sid.to_owned()).key(),
+        ];
         Ok(self
-            .bounded(self.revoked.find_one(doc! {"_id": jti}))
+            .bounded(self.revoked.find_one(doc! {"_id": {"$in": keys.to_vec()}}))
             .await?
             .is_some())
+    }
+
+    async fn revocations_since(&self, since: UnixMillis) -> Result<Vec<Revoked>, StoreError> {
+        use futures_util::TryStreamExt;
+        let cursor = self
+            .bounded(
+                self.revoked
+                    .find(doc! {"revoked_at": {"$gt": DateTime::from_millis(since)}}),
+            )
+            .await?;
+        let docs: Vec<RevokedDoc> = self.bounded(cursor.try_collect()).await?;
+        Ok(docs
+            .iter()
+            .filter_map(|d| Revoked::from_key(&d.id))
+            .collect())
+    }
+
+    async fn create_session(
+        &self,
+        session: SessionRecord,
+        first: RefreshRecord,
+    ) -> Result<(), StoreError> {
+        self.insert(
+            &self.sessions,
+            SessionDoc {
+                username_key: UserRecord::key_of(&session.username),
+                username: session.username.clone(),
+                sid: session.sid.clone(),
+                expires_at: DateTime::from_millis(session.expires_at),
+                revoked: false,
+            },
+        )
+        .await?;
+        self.insert(
+            &self.refresh,
+            RefreshDoc {
+                id: hex(&first.hash),
+                sid: session.sid,
+                username: session.username,
+                expires_at: DateTime::from_millis(first.expires_at),
+                used: false,
+            },
+        )
+        .await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old: &RefreshHash,
+        now: UnixMillis,
+        next: RefreshRecord,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let now = DateTime::from_millis(now);
+        let id = hex(old);
+        // Spend the token: a compare-and-set of `used` from false to true, so of concurrent callers
+        // exactly one matches (the same shape as ticket consumption).
+        let claimed = self
+            .bounded(self.refresh.find_one_and_update(
+                doc! {"_id": &id, "used": false, "expires_at": {"$gt": now}},
+                doc! {"$set": {"used": true}},
+            ))
+            .await?;
+        let Some(previous) = claimed else {
+            // Not claimable: spent before (reuse), or unknown/expired.
+            let existing = self
+                .bounded(self.refresh.find_one(doc! {"_id": &id}))
+                .await?;
+            return Ok(match existing {
+                Some(t) if t.used && t.expires_at > now => RefreshOutcome::Reused {
+                    sid: t.sid,
+                    username: t.username,
+                },
+                _ => RefreshOutcome::Invalid,
+            });
+        };
+        let extended = self
+            .bounded(self.sessions.find_one_and_update(
+                doc! {"_id": &previous.sid, "revoked": false, "expires_at": {"$gt": now}},
+                doc! {"$max": {"expires_at": DateTime::from_millis(next.expires_at)}},
+            ))
+            .await?;
+        if extended.is_none() {
+            return Ok(RefreshOutcome::Invalid);
+        }
+        self.insert(
+            &self.refresh,
+            RefreshDoc {
+                id: hex(&next.hash),
+                sid: previous.sid.clone(),
+                username: previous.username.clone(),
+                expires_at: DateTime::from_millis(next.expires_at),
+                used: false,
+            },
+        )
+        .await?;
+        Ok(RefreshOutcome::Rotated {
+            sid: previous.sid,
+            username: previous.username,
+        })
+    }
+
+    async fn revoke_session(
+        &self,
+        sid: &str,
+        access_until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.bounded(
+            self.sessions
+                .update_one(doc! {"_id": sid}, doc! {"$set": {"revoked": true}}),
+        )
+        .await?;
+        self.revoke(&Revoked::Session(sid.to_owned()), access_until, now)
+            .await
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        username: &str,
+        access_until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<String>, StoreError> {
+        use futures_util::TryStreamExt;
+        let cursor = self
+            .bounded(
+                self.sessions
+                    .find(doc! {"username_key": UserRecord::key_of(username), "revoked": false}),
+            )
+            .await?;
+        let sessions: Vec<SessionDoc> = self.bounded(cursor.try_collect()).await?;
+        let sids: Vec<String> = sessions.into_iter().map(|s| s.sid).collect();
+        if sids.is_empty() {
+            return Ok(sids);
+        }
+        self.bounded(self.sessions.update_many(
+            doc! {"_id": {"$in": sids.clone()}},
+            doc! {"$set": {"revoked": true}},
+        ))
+        .await?;
+        for sid in &sids {
+            self.revoke(&Revoked::Session(sid.clone()), access_until, now)
+                .await?;
+        }
+        Ok(sids)
     }
 }

@@ -69,7 +69,9 @@ struct Membership<'a> {
 
 impl<'a> Membership<'a> {
     fn join(app: &'a App, conn: ConnId, claims: &Claims) -> Self {
-        let joined = app.hub.join(conn, &claims.sub, claims.jti.clone());
+        let joined = app
+            .hub
+            .join(conn, &claims.sub, claims.jti.clone(), claims.sid.clone());
         Self {
             app,
             conn,
@@ -87,7 +89,7 @@ impl Drop for Membership<'_> {
 /// Checks a socket token: signature and expiry, revocation, and that it belongs to `user`.
 async fn check_token(app: &App, token: &str, user: &str) -> Result<Claims, CloseReason> {
     let claims = app.tokens.verify(token)?;
-    match app.store.is_revoked(&claims.jti).await {
+    match app.store.is_revoked(&claims.jti, &claims.sid).await {
         Ok(false) => {}
         Ok(true) => return Err(CloseReason::TokenRevoked),
         Err(err) => {
@@ -190,6 +192,12 @@ impl<'a> Session<'a> {
         Instant::now() + Duration::from_millis(end_ms.saturating_sub(now_millis()).max(0) as u64)
     }
 
+    /// When to warn with `token_expiring`: the configured lead time before `exp` (not before now).
+    fn warning_time(&self) -> Instant {
+        let warn_ms = self.claims.exp * 1000 - self.app.settings.token_expiring.as_millis() as i64;
+        Instant::now() + Duration::from_millis(warn_ms.saturating_sub(now_millis()).max(0) as u64)
+    }
+
     async fn run<S>(
         mut self,
         ws: &mut WebSocketStream<S>,
@@ -219,6 +227,10 @@ impl<'a> Session<'a> {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let expiry = tokio::time::sleep_until(self.token_deadline());
         tokio::pin!(expiry);
+        let warning = tokio::time::sleep_until(self.warning_time());
+        tokio::pin!(warning);
+        // One warning per token; a refresh re-arms it.
+        let mut warned = false;
 
         loop {
             tokio::select! {
@@ -226,6 +238,14 @@ impl<'a> Session<'a> {
                 _ = self.app.shutdown.cancelled() => return Some(CloseReason::ServerShutdown),
                 reason = &mut kicked => return Some(reason.unwrap_or(CloseReason::ServerShutdown)),
                 _ = &mut expiry => return Some(CloseReason::TokenExpired),
+                _ = &mut warning, if !warned => {
+                    warned = true;
+                    let expires_in = (self.claims.exp - crate::auth::jwt::unix_now()).max(0);
+                    let frame = ServerFrame::TokenExpiring { expires_in };
+                    if let Err(failed) = self.write(ws, frame.to_json()).await {
+                        return failed.close_reason();
+                    }
+                }
                 _ = heartbeat.tick() => {
                     if self.last_heard.elapsed() >= beat * 2 {
                         return Some(CloseReason::HeartbeatTimeout);
@@ -253,7 +273,11 @@ impl<'a> Session<'a> {
                         Some(Ok(Message::Text(text))) => Some(text),
                     };
                     match self.handle_frame(ws, text).await {
-                        Ok(Some(new_deadline)) => expiry.as_mut().reset(new_deadline),
+                        Ok(Some(new_deadline)) => {
+                            expiry.as_mut().reset(new_deadline);
+                            warning.as_mut().reset(self.warning_time());
+                            warned = false;
+                        }
                         Ok(None) => {}
                         Err(reason) => return reason,
                     }
@@ -312,7 +336,9 @@ impl<'a> Session<'a> {
                 let claims = check_token(self.app, &token, &self.claims.sub)
                     .await
                     .map_err(Some)?;
-                self.app.hub.set_jti(self.conn, claims.jti.clone());
+                self.app
+                    .hub
+                    .set_token(self.conn, claims.jti.clone(), claims.sid.clone());
                 self.claims = claims;
                 let reply = ServerFrame::Refreshed {
                     expires_at: self.claims.exp,

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::protocol::{CloseReason, ServerFrame};
-use crate::store::now_millis;
+use crate::store::{now_millis, Revoked};
 
 /// Identifies one socket for the life of the process.
 pub type ConnId = u64;
@@ -49,8 +49,9 @@ struct Members {
 
 struct Member {
     user: Arc<str>,
-    /// The `jti` the socket is currently authenticated with (changes on refresh).
+    /// The `jti` and session `sid` of the token the socket is authenticated with (change on refresh).
     jti: String,
+    sid: String,
     /// Closes the socket from outside (revocation). Taken when used.
     kick: Option<oneshot::Sender<CloseReason>>,
 }
@@ -97,7 +98,7 @@ impl Hub {
     }
 
     /// Adds an authenticated socket; announces `joined` if it is the user's first.
-    pub fn join(&self, conn: ConnId, user: &str, jti: String) -> Joined {
+    pub fn join(&self, conn: ConnId, user: &str, jti: String, sid: String) -> Joined {
         let (kick, kicked) = oneshot::channel();
         let mut members = self.members();
         let user: Arc<str> = match members.online.get_key_value(user) {
@@ -113,6 +114,7 @@ impl Hub {
             Member {
                 user,
                 jti,
+                sid,
                 kick: Some(kick),
             },
         );
@@ -142,18 +144,31 @@ impl Hub {
         }
     }
 
-    /// Records that socket `conn` now uses the token `jti` (after an in-band refresh).
-    pub fn set_jti(&self, conn: ConnId, jti: String) {
+    /// Records that socket `conn` now uses the token `jti` of session `sid` (after an in-band refresh).
+    pub fn set_token(&self, conn: ConnId, jti: String, sid: String) {
         if let Some(member) = self.members().sockets.get_mut(&conn) {
             member.jti = jti;
+            member.sid = sid;
         }
     }
 
-    /// Closes every socket authenticated with `jti`; returns how many.
-    pub fn kick_token(&self, jti: &str, reason: CloseReason) -> usize {
+    /// Closes every socket authenticated with the revoked token or session; returns how many.
+    pub fn kick(&self, what: &Revoked, reason: CloseReason) -> usize {
+        self.kick_where(reason, |m| match what {
+            Revoked::Token(jti) => m.jti == *jti,
+            Revoked::Session(sid) => m.sid == *sid,
+        })
+    }
+
+    /// Closes every socket of `user`; returns how many.
+    pub fn kick_user(&self, user: &str, reason: CloseReason) -> usize {
+        self.kick_where(reason, |m| &*m.user == user)
+    }
+
+    fn kick_where(&self, reason: CloseReason, matches: impl Fn(&Member) -> bool) -> usize {
         let mut members = self.members();
         let mut kicked = 0;
-        for member in members.sockets.values_mut().filter(|m| m.jti == jti) {
+        for member in members.sockets.values_mut().filter(|m| matches(m)) {
             if let Some(kick) = member.kick.take() {
                 kicked += usize::from(kick.send(reason).is_ok());
             }
@@ -205,15 +220,15 @@ mod tests {
     #[test]
     fn presence_deltas_and_snapshots() {
         let hub = Hub::new(16);
-        let mut a = hub.join(1, "alice", "j1".into());
+        let mut a = hub.join(1, "alice", "j1".into(), "s1".into());
         assert_eq!(a.users, vec!["alice"]);
         assert!(recv(&mut a.feed).is_none(), "no own joined");
 
-        let b = hub.join(2, "bob", "j2".into());
+        let b = hub.join(2, "bob", "j2".into(), "s2".into());
         assert_eq!(b.users, vec!["alice", "bob"]);
         assert_eq!(recv(&mut a.feed).unwrap()["type"], "joined");
 
-        let _b2 = hub.join(3, "bob", "j3".into());
+        let _b2 = hub.join(3, "bob", "j3".into(), "s3".into());
         assert!(recv(&mut a.feed).is_none(), "second socket is silent");
         hub.leave(3);
         assert!(recv(&mut a.feed).is_none(), "bob still has a socket");
@@ -230,20 +245,27 @@ mod tests {
     #[test]
     fn kick_targets_the_token_only() {
         let hub = Hub::new(16);
-        let mut a = hub.join(1, "alice", "j1".into());
-        let mut b = hub.join(2, "alice", "j2".into());
-        assert_eq!(hub.kick_token("j1", CloseReason::TokenRevoked), 1);
+        let mut a = hub.join(1, "alice", "j1".into(), "s1".into());
+        let mut b = hub.join(2, "alice", "j2".into(), "s2".into());
+        let revoked = |jti: &str| Revoked::Token(jti.into());
+        assert_eq!(hub.kick(&revoked("j1"), CloseReason::TokenRevoked), 1);
         assert_eq!(a.kicked.try_recv().unwrap(), CloseReason::TokenRevoked);
         assert!(b.kicked.try_recv().is_err());
-        hub.set_jti(2, "j3".into());
-        assert_eq!(hub.kick_token("j2", CloseReason::TokenRevoked), 0);
+        hub.set_token(2, "j3".into(), "s3".into());
+        assert_eq!(hub.kick(&revoked("j2"), CloseReason::TokenRevoked), 0);
+        assert_eq!(
+            hub.kick(&Revoked::Session("s2".into()), CloseReason::TokenRevoked),
+            0
+        );
+        assert_eq!(hub.kick_user("alice", CloseReason::TokenRevoked), 1);
+        assert_eq!(b.kicked.try_recv().unwrap(), CloseReason::TokenRevoked);
     }
 
     #[test]
     fn message_ids_are_unique_and_order_is_shared() {
         let hub = Hub::new(64);
-        let mut a = hub.join(1, "alice", "j1".into());
-        let mut b = hub.join(2, "bob", "j2".into());
+        let mut a = hub.join(1, "alice", "j1".into(), "s1".into());
+        let mut b = hub.join(2, "bob", "j2".into(), "s2".into());
         recv(&mut a.feed); // bob joined
         for i in 0..10 {
             hub.publish("alice", &i.to_string());
@@ -258,7 +280,7 @@ mod tests {
     #[test]
     fn a_lagging_socket_is_told() {
         let hub = Hub::new(4);
-        let mut a = hub.join(1, "alice", "j1".into());
+        let mut a = hub.join(1, "alice", "j1".into(), "s1".into());
         for _ in 0..10 {
             hub.publish("bob", "x");
         }

@@ -62,6 +62,11 @@ pub enum ServerFrame<'a> {
         /// Who.
         user: &'a str,
     },
+    /// The socket's token expires soon: refresh over REST and send a `refresh` frame.
+    TokenExpiring {
+        /// Seconds until `exp`.
+        expires_in: i64,
+    },
     /// The token was replaced.
     Refreshed {
         /// New expiry, Unix seconds.

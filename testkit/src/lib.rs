@@ -64,6 +64,8 @@ pub struct User {
     pub token: String,
     /// The token's lifetime as the login reported it, in seconds.
     pub expires_in: u64,
+    /// The refresh token of the login's session.
+    pub refresh_token: String,
 }
 
 /// A client of one wsgate server.
@@ -266,7 +268,38 @@ impl Gateway {
             name: name.to_string(),
             token: token.to_string(),
             expires_in: reply.body["expires_in"].as_u64().unwrap_or(0),
+            refresh_token: reply.body["refresh_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         })
+    }
+
+    /// `POST /api/token/refresh`; the full reply (waiting out 429s).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Reply> {
+        self.post_patiently(
+            "/api/token/refresh",
+            json!({"refresh_token": refresh_token}),
+            None,
+        )
+        .await
+    }
+
+    /// Refreshes `user`'s tokens in place (rotation).
+    pub async fn refresh_user(&self, user: &mut User) -> Result<()> {
+        let reply = self.refresh(&user.refresh_token).await?;
+        match (
+            reply.status,
+            reply.body["access_token"].as_str(),
+            reply.body["refresh_token"].as_str(),
+        ) {
+            (200, Some(access), Some(refresh)) => {
+                user.token = access.to_string();
+                user.refresh_token = refresh.to_string();
+                Ok(())
+            }
+            _ => bail!("refresh: {} {}", reply.status, reply.body),
+        }
     }
 
     /// Mints a ticket; the full reply.

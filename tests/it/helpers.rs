@@ -106,7 +106,9 @@ fn mongo_required() -> bool {
 /// Says (loudly) that a MongoDB test is skipped, or fails it when MongoDB is required.
 fn mongo_unavailable(what: &str) {
     if mongo_required() {
-        panic!("{what} is not set but WSGATE_REQUIRE_MONGO=1: run the tests through scripts/test.sh");
+        panic!(
+            "{what} is not set but WSGATE_REQUIRE_MONGO=1: run the tests through scripts/test.sh"
+        );
     }
     eprintln!("SKIPPED: {what} is not set (scripts/test.sh starts SecantusDB and sets it)");
 }

@@ -2,6 +2,7 @@
 //! One test binary (several modules) keeps link time down.
 
 mod helpers;
+mod lifecycle;
 mod mongo;
 mod scenarios;
 mod server;

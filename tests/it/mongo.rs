@@ -49,7 +49,10 @@ async fn two_instances_share_users_tickets_and_revocations() {
     assert_eq!(opened, 1);
 
     // A logout through B revokes the token for A too.
-    let out = b.gw.post_empty("/api/logout", Some(&user.token)).await.unwrap();
+    let out =
+        b.gw.post_empty("/api/logout", Some(&user.token))
+            .await
+            .unwrap();
     assert_eq!(out.status, 204);
     a.gw.post_empty("/api/ws-ticket", Some(&user.token))
         .await
@@ -91,7 +94,10 @@ async fn an_outage_fails_fast_keeps_sockets_chatting_and_recovers_by_itself() {
             .unwrap()
             .expect_error(503, "store_unavailable")
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert!(took < Duration::from_millis(3500), "{what} took {took:?} to fail");
+        assert!(
+            took < Duration::from_millis(3500),
+            "{what} took {took:?} to fail"
+        );
     }
     let started = Instant::now();
     gw.upgrade(&spare_ticket)
@@ -102,7 +108,10 @@ async fn an_outage_fails_fast_keeps_sockets_chatting_and_recovers_by_itself() {
         .expect_error(503, "store_unavailable")
         .unwrap();
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "upgrade took {took:?} to fail");
+    assert!(
+        took < Duration::from_secs(5),
+        "upgrade took {took:?} to fail"
+    );
     let health = gw
         .request(reqwest::Method::GET, "/api/health", None, None)
         .await
@@ -128,7 +137,11 @@ async fn an_outage_fails_fast_keeps_sockets_chatting_and_recovers_by_itself() {
         if health.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "never recovered: {}", health.body);
+        assert!(
+            Instant::now() < deadline,
+            "never recovered: {}",
+            health.body
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let again = gw.relogin(&alice.name).await.unwrap();
@@ -145,7 +158,10 @@ async fn an_outage_fails_fast_keeps_sockets_chatting_and_recovers_by_itself() {
 fn startup_with_an_unreachable_database_exits_with_a_clear_error() {
     let started = Instant::now();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
-        .env("WSGATE_MONGODB_URI", "mongodb://wsgate:hunter2secret@127.0.0.1:1")
+        .env(
+            "WSGATE_MONGODB_URI",
+            "mongodb://wsgate:hunter2secret@127.0.0.1:1",
+        )
         .env("WSGATE_MONGODB_TIMEOUT_MS", "1000")
         .env("WSGATE_ADDR", "127.0.0.1:0")
         .env("NO_COLOR", "1")
@@ -160,4 +176,55 @@ fn startup_with_an_unreachable_database_exits_with_a_clear_error() {
     assert!(all.contains("MongoDB at 127.0.0.1:1"), "{all}");
     assert!(!all.contains("hunter2secret"), "password leaked: {all}");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn indexes_are_created_idempotently_with_ttls() {
+    let Some(store) = mongo_store().await else {
+        return;
+    };
+    // A second instance starting on the same database must find everything in place.
+    let uri = std::env::var("WSGATE_TEST_MONGODB_URI").unwrap();
+    MongoStore::connect(&uri, store.database_name(), Duration::from_secs(5))
+        .await
+        .expect("second connect on an initialised database");
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let db = client.database(store.database_name());
+    let mut seen = Vec::new();
+    for name in ["users", "ws_tickets", "revoked_tokens"] {
+        let names = db
+            .collection::<mongodb::bson::Document>(name)
+            .list_index_names()
+            .await
+            .unwrap();
+        let mut cursor = db
+            .collection::<mongodb::bson::Document>(name)
+            .list_indexes()
+            .await
+            .unwrap();
+        use futures_util::StreamExt;
+        while let Some(index) = cursor.next().await {
+            let index = index.unwrap();
+            let options = index.options.unwrap_or_default();
+            seen.push((
+                name,
+                options.name.unwrap_or_default(),
+                options.unique.unwrap_or(false),
+                options.expire_after.map(|d| d.as_secs()),
+            ));
+        }
+        assert!(names.len() >= 2, "{name}: {names:?}");
+    }
+    assert!(
+        seen.contains(&("users", "username_unique".into(), true, None)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("ws_tickets", "expires_at_ttl".into(), false, Some(60))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("revoked_tokens", "expires_at_ttl".into(), false, Some(0))),
+        "{seen:?}"
+    );
 }

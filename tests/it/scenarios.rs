@@ -17,8 +17,9 @@ enum Backend {
     MongoDb,
 }
 
-/// Access-token lifetime for scenarios that wait for expiry.
-const SHORT_JWT: &str = "2";
+/// Access-token lifetime for scenarios that wait for expiry, and the `token_expiring` lead time.
+const SHORT_JWT: &str = "3";
+const SHORT_WARNING: &str = "2";
 
 async fn run(name: &str, backend: Backend) {
     let scenario = scenarios::all()
@@ -29,7 +30,12 @@ async fn run(name: &str, backend: Backend) {
     // (its invalid attempts count too). The limit itself is tested in `server`.
     let mut extra = vec!["--rate-register-per-min", "100"];
     if scenario.needs == Needs::ShortJwt {
-        extra.extend(["--jwt-ttl-secs", SHORT_JWT]);
+        extra.extend([
+            "--jwt-ttl-secs",
+            SHORT_JWT,
+            "--token-expiring-secs",
+            SHORT_WARNING,
+        ]);
     }
     let store: Arc<dyn Store> = match backend {
         Backend::Memory => Arc::new(MemoryStore::new()),
@@ -43,7 +49,7 @@ async fn run(name: &str, backend: Backend) {
         gw: server.gw.clone(),
         auth_timeout: Duration::from_millis(1000),
         leeway: Duration::ZERO,
-        max_wait: Duration::from_secs(10),
+        max_wait: Duration::from_secs(15),
     });
     match (scenario.run)(ctx).await {
         Ok(Outcome::Pass) => {}
@@ -110,6 +116,12 @@ scenario_tests![
     refresh_invalid_closes,
     socket_closed_when_token_expires,
     logout_closes_live_socket,
+    refresh_token_contract,
+    refresh_rotation_and_reuse_detection,
+    concurrent_refresh_one_wins,
+    reuse_detection_closes_live_sockets,
+    logout_all_closes_every_socket,
+    token_expiring_then_in_band_refresh,
     bad_frames_after_auth,
     message_too_long,
     flood_rate_limited,

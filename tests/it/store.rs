@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use wsgate::store::{now_millis, Store, StoreError, TicketOutcome, TicketRecord, UserRecord};
+use wsgate::store::{
+    now_millis, RefreshOutcome, RefreshRecord, Revoked, SessionRecord, Store, StoreError,
+    TicketOutcome, TicketRecord, UserRecord,
+};
 
 /// Instantiates every store test for one backend. `$make` is an async expression yielding
 /// `Option<Arc<dyn Store>>` (a fresh, empty store or database per test; `None` when the backend is
@@ -35,6 +38,24 @@ macro_rules! store_suite {
             async fn concurrent_consumes_yield_one_winner() {
                 if let Some(store) = $make.await {
                     concurrent_consumes_yield_one_winner_on(store).await;
+                }
+            }
+            #[tokio::test]
+            async fn refresh_tokens_rotate_and_reuse_is_detected() {
+                if let Some(store) = $make.await {
+                    refresh_tokens_rotate_and_reuse_is_detected_on(store).await;
+                }
+            }
+            #[tokio::test]
+            async fn revoked_sessions_stop_refreshing() {
+                if let Some(store) = $make.await {
+                    revoked_sessions_stop_refreshing_on(store).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_rotations_yield_one_winner() {
+                if let Some(store) = $make.await {
+                    concurrent_rotations_yield_one_winner_on(store).await;
                 }
             }
             #[tokio::test]
@@ -147,19 +168,154 @@ pub async fn concurrent_consumes_yield_one_winner_on(store: Arc<dyn Store>) {
 }
 
 pub async fn revocations_are_remembered_on(store: Arc<dyn Store>) {
-    assert!(!store.is_revoked("j1").await.unwrap());
+    let now = now_millis();
+    assert!(!store.is_revoked("j1", "s1").await.unwrap());
     store
-        .revoke_token("j1", now_millis() + 60_000)
+        .revoke(&Revoked::Token("j1".into()), now + 60_000, now)
         .await
         .unwrap();
-    assert!(store.is_revoked("j1").await.unwrap());
-    assert!(!store.is_revoked("j2").await.unwrap());
-    // Revoking twice is harmless.
+    assert!(store.is_revoked("j1", "s1").await.unwrap());
+    assert!(!store.is_revoked("j2", "s1").await.unwrap());
+    // Revoking twice is harmless; a session revocation covers every jti of the session.
     store
-        .revoke_token("j1", now_millis() + 60_000)
+        .revoke(&Revoked::Token("j1".into()), now + 60_000, now)
         .await
         .unwrap();
-    assert!(store.is_revoked("j1").await.unwrap());
+    store
+        .revoke(&Revoked::Session("s9".into()), now + 60_000, now)
+        .await
+        .unwrap();
+    assert!(store.is_revoked("any", "s9").await.unwrap());
+    // The feed reports what was revoked after a point in time, and only that.
+    let mut feed = store.revocations_since(now - 1).await.unwrap();
+    feed.sort_by_key(|r| r.key());
+    assert_eq!(
+        feed,
+        vec![Revoked::Token("j1".into()), Revoked::Session("s9".into())]
+    );
+    assert!(store.revocations_since(now + 1).await.unwrap().is_empty());
+}
+
+fn refresh(byte: u8, sid: &str, ttl_ms: i64) -> RefreshRecord {
+    RefreshRecord {
+        hash: [byte; 32],
+        sid: sid.into(),
+        username: "alice".into(),
+        expires_at: now_millis() + ttl_ms,
+    }
+}
+
+async fn start_session(store: &Arc<dyn Store>, sid: &str, first: u8) {
+    store
+        .create_session(
+            SessionRecord {
+                sid: sid.into(),
+                username: "alice".into(),
+                expires_at: now_millis() + 60_000,
+            },
+            refresh(first, sid, 60_000),
+        )
+        .await
+        .unwrap();
+}
+
+pub async fn refresh_tokens_rotate_and_reuse_is_detected_on(store: Arc<dyn Store>) {
+    start_session(&store, "s1", 1).await;
+    let now = now_millis();
+    assert_eq!(
+        store
+            .rotate_refresh(&[1; 32], now, refresh(2, "", 60_000))
+            .await
+            .unwrap(),
+        RefreshOutcome::Rotated {
+            sid: "s1".into(),
+            username: "alice".into()
+        }
+    );
+    // The successor works; the spent token is reuse.
+    assert!(matches!(
+        store
+            .rotate_refresh(&[2; 32], now, refresh(3, "", 60_000))
+            .await
+            .unwrap(),
+        RefreshOutcome::Rotated { .. }
+    ));
+    assert_eq!(
+        store
+            .rotate_refresh(&[1; 32], now, refresh(4, "", 60_000))
+            .await
+            .unwrap(),
+        RefreshOutcome::Reused {
+            sid: "s1".into(),
+            username: "alice".into()
+        }
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(&[9; 32], now, refresh(5, "", 60_000))
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+    // Expired tokens are invalid, whatever any purge has done.
+    start_session(&store, "s2", 6).await;
+    assert_eq!(
+        store
+            .rotate_refresh(&[6; 32], now + 120_000, refresh(7, "", 60_000))
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+}
+
+pub async fn revoked_sessions_stop_refreshing_on(store: Arc<dyn Store>) {
+    start_session(&store, "s1", 1).await;
+    start_session(&store, "s2", 2).await;
+    let now = now_millis();
+    store.revoke_session("s1", now + 60_000, now).await.unwrap();
+    assert!(store.is_revoked("anything", "s1").await.unwrap());
+    assert_eq!(
+        store
+            .rotate_refresh(&[1; 32], now, refresh(3, "", 60_000))
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+    let mut sids = store
+        .revoke_user_sessions("ALICE", now + 60_000, now)
+        .await
+        .unwrap();
+    sids.sort();
+    assert_eq!(sids, vec!["s2".to_string()], "s1 was already revoked");
+    assert_eq!(
+        store
+            .rotate_refresh(&[2; 32], now, refresh(4, "", 60_000))
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+    assert!(store.is_revoked("x", "s2").await.unwrap());
+}
+
+pub async fn concurrent_rotations_yield_one_winner_on(store: Arc<dyn Store>) {
+    start_session(&store, "s1", 1).await;
+    let attempts = (0..16u8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .rotate_refresh(&[1; 32], now_millis(), refresh(100 + i, "", 60_000))
+                .await
+        })
+    });
+    let mut rotated = 0;
+    for attempt in futures_util::future::join_all(attempts).await {
+        match attempt.unwrap().unwrap() {
+            RefreshOutcome::Rotated { .. } => rotated += 1,
+            RefreshOutcome::Reused { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(rotated, 1);
 }
 
 store_suite!(memory, async {

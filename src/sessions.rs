@@ -1,0 +1,179 @@
+//! Session lifecycle: login sessions as refresh-token families, rotation with reuse detection,
+//! logout of one session or of all of a user's sessions, and closing the sockets they cover.
+//!
+//! A login starts a session (`sid`). Every access token carries its session's `sid`; every refresh
+//! token belongs to it. Refreshing spends the presented refresh token and issues a new pair in the
+//! same session. Presenting a spent refresh token again means two parties hold it — one of them a
+//! thief — so the whole session is revoked: its refresh tokens stop working, its access tokens are
+//! refused (by `sid`), and its sockets are closed with 4401 `token_revoked`.
+
+use serde::Serialize;
+
+use crate::auth::{os_random, Claims};
+use crate::error::ApiError;
+use crate::state::App;
+use crate::store::{now_millis, RefreshOutcome, RefreshRecord, Revoked, SessionRecord, UnixMillis};
+use crate::ws::protocol::CloseReason;
+
+/// What login and refresh return.
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    /// The JWT. Secret.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Access-token lifetime, seconds.
+    pub expires_in: u64,
+    /// The opaque refresh token. Secret.
+    pub refresh_token: String,
+    /// Refresh-token lifetime, seconds.
+    pub refresh_expires_in: u64,
+}
+
+/// A fresh refresh token: its text (for the client) and its record (for the store).
+fn mint_refresh(app: &App, sid: &str, username: &str, now: UnixMillis) -> (String, RefreshRecord) {
+    let text = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        os_random::<32>(),
+    );
+    let record = RefreshRecord {
+        hash: hash_refresh(&text),
+        sid: sid.to_owned(),
+        username: username.to_owned(),
+        expires_at: now + app.settings.refresh_ttl.as_millis() as i64,
+    };
+    (text, record)
+}
+
+/// The stored form of a refresh token.
+pub fn hash_refresh(text: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).into()
+}
+
+fn pair(app: &App, username: &str, sid: &str, refresh_token: String) -> TokenPair {
+    TokenPair {
+        access_token: app.tokens.issue(username, sid).token,
+        token_type: "Bearer",
+        expires_in: app.tokens.ttl().as_secs(),
+        refresh_token,
+        refresh_expires_in: app.settings.refresh_ttl.as_secs(),
+    }
+}
+
+/// Until when a session revocation must be remembered: every access token of the session issued up
+/// to now is past `exp` + leeway by then.
+fn access_until(app: &App, now: UnixMillis) -> UnixMillis {
+    now + (app.tokens.ttl() + app.tokens.leeway()).as_millis() as i64 + 1000
+}
+
+/// Starts a session for a user who just proved their password.
+pub async fn start(app: &App, username: &str) -> Result<TokenPair, ApiError> {
+    let now = now_millis();
+    let sid = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        os_random::<16>(),
+    );
+    let (text, first) = mint_refresh(app, &sid, username, now);
+    app.store
+        .create_session(
+            SessionRecord {
+                sid: sid.clone(),
+                username: username.to_owned(),
+                expires_at: first.expires_at,
+            },
+            first,
+        )
+        .await?;
+    Ok(pair(app, username, &sid, text))
+}
+
+/// Rotates a refresh token. Reuse of a spent one revokes its session and closes its sockets.
+pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> {
+    let now = now_millis();
+    // The successor's session and user are the old token's, which the store fills in.
+    let (text, next) = mint_refresh(app, "", "", now);
+    match app
+        .store
+        .rotate_refresh(&hash_refresh(presented), now, next)
+        .await?
+    {
+        RefreshOutcome::Rotated { sid, username } => Ok(pair(app, &username, &sid, text)),
+        RefreshOutcome::Reused { sid, username } => {
+            tracing::warn!(user = %username, "refresh token reused: revoking the session");
+            revoke(app, Revoked::Session(sid), now).await?;
+            Err(ApiError::RefreshTokenReused)
+        }
+        RefreshOutcome::Invalid => Err(ApiError::InvalidRefreshToken),
+    }
+}
+
+/// Logout: revokes the presented access token and its whole session, and closes their sockets.
+pub async fn end(app: &App, claims: &Claims) -> Result<usize, ApiError> {
+    let now = now_millis();
+    let last_valid = (claims.exp + app.tokens.leeway().as_secs() as i64).saturating_mul(1000);
+    app.store
+        .revoke(&Revoked::Token(claims.jti.clone()), last_valid, now)
+        .await?;
+    let closed = app.hub.kick(
+        &Revoked::Token(claims.jti.clone()),
+        CloseReason::TokenRevoked,
+    );
+    Ok(closed + revoke(app, Revoked::Session(claims.sid.clone()), now).await?)
+}
+
+/// Logout everywhere: revokes every session of the user and closes every socket of the user.
+pub async fn end_all(app: &App, username: &str) -> Result<usize, ApiError> {
+    let now = now_millis();
+    let sids = app
+        .store
+        .revoke_user_sessions(username, access_until(app, now), now)
+        .await?;
+    let mut closed = app.hub.kick_user(username, CloseReason::TokenRevoked);
+    for sid in sids {
+        closed += app
+            .hub
+            .kick(&Revoked::Session(sid), CloseReason::TokenRevoked);
+    }
+    Ok(closed)
+}
+
+/// Revokes a session in the store and closes its local sockets.
+async fn revoke(app: &App, what: Revoked, now: UnixMillis) -> Result<usize, ApiError> {
+    if let Revoked::Session(sid) = &what {
+        app.store
+            .revoke_session(sid, access_until(app, now), now)
+            .await?;
+    }
+    Ok(app.hub.kick(&what, CloseReason::TokenRevoked))
+}
+
+/// Background task: applies revocations made through other instances (sharing the store) to this
+/// instance's sockets. Local revocations already closed their sockets; seeing them again is harmless.
+pub async fn follow_revocations(app: std::sync::Arc<App>) {
+    let interval = app.settings.revocation_poll;
+    // Instances' clocks differ a little: look back further than one interval.
+    let overlap = interval.as_millis() as i64 + 5_000;
+    let mut since = now_millis() - overlap;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = app.shutdown.cancelled() => return,
+        }
+        let polled_at = now_millis();
+        match app.store.revocations_since(since).await {
+            Ok(revoked) => {
+                for what in &revoked {
+                    let closed = app.hub.kick(what, CloseReason::TokenRevoked);
+                    if closed > 0 {
+                        tracing::info!(sockets = closed, "closed sockets revoked elsewhere");
+                    }
+                }
+                since = polled_at - overlap;
+            }
+            Err(err) => tracing::debug!(%err, "revocation feed unavailable"),
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! `run_until_stopped` accepts connections until a shutdown future resolves, then closes every socket
 //! with 1001 and waits (bounded) for all connection tasks.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
+use warp::Filter;
 
 use crate::auth::password::PasswordError;
 use crate::auth::{PasswordHasher, TicketCodec, TokenKeys};
@@ -154,8 +156,10 @@ impl Application {
         );
         let sweeper = tokio::spawn(sweep_limiters(app.clone()));
         let revocations = tokio::spawn(crate::sessions::follow_revocations(app.clone()));
+        // The filter tree is built once; each connection gets a cheap clone.
+        let routes = crate::http::routes(app.clone());
         tokio::select! {
-            _ = accept_loop(listener, app.clone(), slots) => {}
+            _ = accept_loop(listener, app.clone(), slots, routes) => {}
             _ = shutdown => tracing::info!("shutdown requested"),
         }
         app.shutdown.cancel();
@@ -176,7 +180,10 @@ impl Application {
     }
 }
 
-async fn accept_loop(listener: TcpListener, app: Arc<App>, slots: Arc<Semaphore>) {
+async fn accept_loop<R>(listener: TcpListener, app: Arc<App>, slots: Arc<Semaphore>, routes: R)
+where
+    R: Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
     loop {
         // Waiting for a slot before accepting leaves excess connections in the kernel backlog
         // instead of failing accept() with EMFILE in a busy loop.
@@ -194,8 +201,13 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, slots: Arc<Semaphore>
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                app.tasks
-                    .spawn(serve_connection(stream, peer, app.clone(), slot));
+                app.tasks.spawn(serve_connection(
+                    stream,
+                    peer,
+                    app.clone(),
+                    slot,
+                    routes.clone(),
+                ));
             }
             Err(err) => {
                 tracing::warn!(%err, "accept failed");
@@ -206,8 +218,16 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, slots: Arc<Semaphore>
 }
 
 /// Serves HTTP/1.1 on one TCP connection (REST, static files, and the upgrade request).
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, app: Arc<App>, slot: ConnSlot) {
-    let routes = warp::service(crate::http::routes(app.clone()));
+async fn serve_connection<R>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Arc<App>,
+    slot: ConnSlot,
+    routes: R,
+) where
+    R: Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    let routes = warp::service(routes);
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(ClientAddr(peer));
         req.extensions_mut().insert(slot.clone());

@@ -256,7 +256,9 @@ impl<'a> Session<'a> {
                 }
                 frame = feed.recv() => match frame {
                     Ok(frame) => {
-                        if let Err(failed) = self.write_batch(ws, frame, &mut feed).await {
+                        // Boxed (here and for frames below): the futures of these rare-per-socket
+                        // paths would otherwise be part of every idle socket's resident state.
+                        if let Err(failed) = Box::pin(self.write_batch(ws, frame, &mut feed)).await {
                             return failed.close_reason();
                         }
                     }
@@ -272,7 +274,7 @@ impl<'a> Session<'a> {
                         Some(Ok(Message::Binary(_))) => None,
                         Some(Ok(Message::Text(text))) => Some(text),
                     };
-                    match self.handle_frame(ws, text).await {
+                    match Box::pin(self.handle_frame(ws, text)).await {
                         Ok(Some(new_deadline)) => {
                             expiry.as_mut().reset(new_deadline);
                             warning.as_mut().reset(self.warning_time());
@@ -430,7 +432,9 @@ where
 {
     let _ = timeout(CLOSE_LINGER, ws.close(reason.map(CloseReason::frame))).await;
     let drain = async {
-        let mut buf = [0u8; 4096];
+        // On the heap: a buffer declared here would be part of every socket's future for its whole
+        // life, not just while closing.
+        let mut buf = vec![0u8; 4096];
         let mut total = 0;
         while total < CLOSE_DRAIN_LIMIT {
             match ws.get_mut().read(&mut buf).await {

@@ -204,9 +204,17 @@ impl Gateway {
     }
 
     /// Like `post`, but waits out 429 answers (as a polite client does) up to a few times.
-    async fn post_patiently(&self, path: &str, body: Value, bearer: Option<&str>) -> Result<Reply> {
+    async fn post_patiently(
+        &self,
+        path: &str,
+        body: Option<Value>,
+        bearer: Option<&str>,
+    ) -> Result<Reply> {
+        let body = body.map(|b| b.to_string().into_bytes());
         for _ in 0..PATIENCE {
-            let reply = self.post(path, body.clone(), bearer).await?;
+            let reply = self
+                .request(reqwest::Method::POST, path, body.clone(), bearer)
+                .await?;
             if reply.status != 429 {
                 return Ok(reply);
             }
@@ -220,7 +228,7 @@ impl Gateway {
     pub async fn register(&self, name: &str, password: &str) -> Result<Reply> {
         self.post_patiently(
             "/api/register",
-            json!({"username": name, "password": password}),
+            Some(json!({"username": name, "password": password})),
             None,
         )
         .await
@@ -230,7 +238,7 @@ impl Gateway {
     pub async fn login(&self, name: &str, password: &str) -> Result<Reply> {
         self.post_patiently(
             "/api/login",
-            json!({"username": name, "password": password}),
+            Some(json!({"username": name, "password": password})),
             None,
         )
         .await
@@ -242,7 +250,7 @@ impl Gateway {
         let reply = self
             .post_patiently(
                 "/api/register",
-                json!({"username": name, "password": PASSWORD}),
+                Some(json!({"username": name, "password": PASSWORD})),
                 None,
             )
             .await?;
@@ -257,7 +265,7 @@ impl Gateway {
         let reply = self
             .post_patiently(
                 "/api/login",
-                json!({"username": name, "password": PASSWORD}),
+                Some(json!({"username": name, "password": PASSWORD})),
                 None,
             )
             .await?;
@@ -279,7 +287,7 @@ impl Gateway {
     pub async fn refresh(&self, refresh_token: &str) -> Result<Reply> {
         self.post_patiently(
             "/api/token/refresh",
-            json!({"refresh_token": refresh_token}),
+            Some(json!({"refresh_token": refresh_token})),
             None,
         )
         .await
@@ -302,16 +310,10 @@ impl Gateway {
         }
     }
 
-    /// Mints a ticket; the full reply.
+    /// Mints a ticket; the full reply (waiting out 429s).
     pub async fn ticket_reply(&self, token: &str) -> Result<Reply> {
-        for _ in 0..PATIENCE {
-            let reply = self.post_empty("/api/ws-ticket", Some(token)).await?;
-            if reply.status != 429 {
-                return Ok(reply);
-            }
-            tokio::time::sleep(Duration::from_secs(reply.retry_after.unwrap_or(1).min(60))).await;
-        }
-        bail!("ws-ticket: still rate limited after {PATIENCE} attempts")
+        self.post_patiently("/api/ws-ticket", None, Some(token))
+            .await
     }
 
     /// Mints a ticket.

@@ -67,45 +67,55 @@ macro_rules! scenarios {
     (@needs $needs:ident) => { Needs::$needs };
 }
 
-scenarios![
-    register_and_login_contract,
-    bearer_routes_need_a_valid_token,
-    health_reports_the_store,
-    missing_ticket,
-    malformed_ticket,
-    unknown_ticket,
-    ticket_and_jwt_are_not_interchangeable,
-    expired_ticket,
-    reused_ticket,
-    forbidden_origin_then_allowed,
-    racing_upgrades,
-    first_frame_binary,
-    first_frame_not_json,
-    first_frame_wrong_type,
-    invalid_jwt,
-    expired_jwt[ShortJwt],
-    revoked_jwt,
-    other_users_jwt,
-    auth_timeout,
-    pending_sockets_get_no_broadcast,
-    chat_order_and_ids,
-    presence_snapshot_and_deltas,
-    refresh_same_user,
-    refresh_other_user_closes,
-    refresh_invalid_closes,
-    socket_closed_when_token_expires[ShortJwt],
-    logout_closes_live_socket,
-    refresh_token_contract,
-    refresh_rotation_and_reuse_detection,
-    concurrent_refresh_one_wins,
-    reuse_detection_closes_live_sockets,
-    logout_all_closes_every_socket,
-    token_expiring_then_in_band_refresh[ShortJwt],
-    bad_frames_after_auth,
-    message_too_long,
-    flood_rate_limited,
-    oversized_frame,
-];
+/// The one list of scenarios. `$callback!` receives every name, with `[Needs]` where a scenario needs
+/// a special server configuration; the in-process tests (`tests/it/scenarios.rs`) generate one test per
+/// name from it, so a scenario cannot be added without being tested.
+#[macro_export]
+macro_rules! with_scenarios {
+    ($callback:ident) => {
+        $callback![
+            register_and_login_contract,
+            bearer_routes_need_a_valid_token,
+            health_reports_the_store,
+            missing_ticket,
+            malformed_ticket,
+            unknown_ticket,
+            ticket_and_jwt_are_not_interchangeable,
+            expired_ticket,
+            reused_ticket,
+            forbidden_origin_then_allowed,
+            racing_upgrades,
+            first_frame_binary,
+            first_frame_not_json,
+            first_frame_wrong_type,
+            invalid_jwt,
+            expired_jwt[ShortJwt],
+            revoked_jwt,
+            other_users_jwt,
+            auth_timeout,
+            pending_sockets_get_no_broadcast,
+            chat_order_and_ids,
+            presence_snapshot_and_deltas,
+            refresh_same_user,
+            refresh_other_user_closes,
+            refresh_invalid_closes,
+            socket_closed_when_token_expires[ShortJwt],
+            logout_closes_live_socket,
+            refresh_token_contract,
+            refresh_rotation_and_reuse_detection,
+            concurrent_refresh_one_wins,
+            reuse_detection_closes_live_sockets,
+            logout_all_closes_every_socket,
+            token_expiring_then_in_band_refresh[ShortJwt],
+            bad_frames_after_auth,
+            message_too_long,
+            flood_rate_limited,
+            oversized_frame,
+        ];
+    };
+}
+
+with_scenarios!(scenarios);
 
 /// Runs one scenario by name.
 pub async fn run(ctx: Arc<Ctx>, name: &str) -> Result<Outcome> {

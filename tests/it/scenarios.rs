@@ -59,7 +59,7 @@ async fn run(name: &str, backend: Backend) {
 }
 
 macro_rules! scenario_tests {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident $([$needs:ident])?),* $(,)?) => {
         mod memory {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,53 +77,7 @@ macro_rules! scenario_tests {
                 }
             )*
         }
-
-        #[test]
-        fn every_scenario_has_a_test() {
-            let mut tested = vec![$(stringify!($name)),*];
-            let mut defined: Vec<_> = scenarios::all().iter().map(|s| s.name).collect();
-            tested.sort();
-            defined.sort();
-            assert_eq!(tested, defined, "add the new scenario to scenario_tests!");
-        }
     };
 }
-scenario_tests![
-    register_and_login_contract,
-    bearer_routes_need_a_valid_token,
-    health_reports_the_store,
-    missing_ticket,
-    malformed_ticket,
-    unknown_ticket,
-    ticket_and_jwt_are_not_interchangeable,
-    expired_ticket,
-    reused_ticket,
-    forbidden_origin_then_allowed,
-    racing_upgrades,
-    first_frame_binary,
-    first_frame_not_json,
-    first_frame_wrong_type,
-    invalid_jwt,
-    expired_jwt,
-    revoked_jwt,
-    other_users_jwt,
-    auth_timeout,
-    pending_sockets_get_no_broadcast,
-    chat_order_and_ids,
-    presence_snapshot_and_deltas,
-    refresh_same_user,
-    refresh_other_user_closes,
-    refresh_invalid_closes,
-    socket_closed_when_token_expires,
-    logout_closes_live_socket,
-    refresh_token_contract,
-    refresh_rotation_and_reuse_detection,
-    concurrent_refresh_one_wins,
-    reuse_detection_closes_live_sockets,
-    logout_all_closes_every_socket,
-    token_expiring_then_in_band_refresh,
-    bad_frames_after_auth,
-    message_too_long,
-    flood_rate_limited,
-    oversized_frame,
-];
+
+wsgate_testkit::with_scenarios!(scenario_tests);

@@ -228,3 +228,49 @@ async fn indexes_are_created_idempotently_with_ttls() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn tickets_and_refresh_tokens_are_stored_only_as_hashes() {
+    let Some(store) = mongo_store().await else {
+        return;
+    };
+    let db_name = store.database_name().to_string();
+    let server = spawn_app_with_store(&[], store).await;
+    let user = server.gw.new_user("hashed").await.unwrap();
+    let ticket = server.gw.ticket(&user.token).await.unwrap();
+    let uri = std::env::var("WSGATE_TEST_MONGODB_URI").unwrap();
+    let db = mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap()
+        .database(&db_name);
+    use futures_util::TryStreamExt;
+    let mut dump = String::new();
+    for name in ["ws_tickets", "refresh_tokens", "sessions", "users"] {
+        let docs: Vec<mongodb::bson::Document> = db
+            .collection(name)
+            .find(mongodb::bson::doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(!docs.is_empty(), "{name} is empty");
+        dump.push_str(&format!("{docs:?}"));
+    }
+    for secret in [
+        ticket.as_str(),
+        &user.refresh_token,
+        &user.token,
+        wsgate_testkit::PASSWORD,
+    ] {
+        assert!(!dump.contains(secret), "a secret is stored in clear");
+    }
+    let expected_id: String = wsgate::auth::ticket::hash_ticket(&ticket)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        dump.contains(&expected_id),
+        "ticket not stored by its SHA-256"
+    );
+}

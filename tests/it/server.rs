@@ -348,6 +348,41 @@ mod binary {
     }
 
     #[test]
+    fn json_log_format_writes_one_json_object_per_line() {
+        let mut child = wsgate()
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--bcrypt-cost",
+                "4",
+                "--log-format",
+                "json",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen_listening = false;
+        for _ in 0..3 {
+            let line = lines.next().expect("a log line").unwrap();
+            let event: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(event["level"].is_string(), "{line}");
+            if event["message"] == "wsgate listening" {
+                assert!(event["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+                seen_listening = true;
+                break;
+            }
+        }
+        assert!(seen_listening);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
     fn sigterm_stops_the_server_cleanly() {
         let mut child = wsgate()
             .args(["--addr", "127.0.0.1:0", "--bcrypt-cost", "4"])

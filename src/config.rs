@@ -129,6 +129,14 @@ pub struct Config {
     #[arg(long, env = "WSGATE_MONGODB_TIMEOUT_MS", default_value_t = 2000)]
     pub mongodb_timeout_ms: u64,
 
+    /// Time a client has to send a request's headers, and then its body, in milliseconds.
+    #[arg(long, env = "WSGATE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+
+    /// Most simultaneous connections from one client IP (IPv6: one /64); 0 disables the cap.
+    #[arg(long, env = "WSGATE_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+
     /// Folder served at `/` (the web client).
     #[arg(long, env = "WSGATE_CLIENT_DIR", default_value = "client")]
     pub client_dir: PathBuf,
@@ -253,6 +261,10 @@ pub struct Settings {
     pub outbound_queue: usize,
     /// Connection cap.
     pub max_connections: usize,
+    /// Deadline for a request's headers, and separately for its body.
+    pub request_timeout: Duration,
+    /// Per-client-IP connection cap; `None` = off.
+    pub max_connections_per_ip: Option<usize>,
     /// MongoDB backend, when configured.
     pub mongodb: Option<MongoSettings>,
     /// Static files served at `/`.
@@ -289,6 +301,8 @@ impl std::fmt::Debug for Settings {
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("outbound_queue", &self.outbound_queue)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("request_timeout", &self.request_timeout)
             .field("mongodb", &self.mongodb)
             .field("client_dir", &self.client_dir)
             .field("log_format", &self.log_format)
@@ -478,6 +492,13 @@ impl Config {
                 "WSGATE_MAX_CONNECTIONS",
                 "max-connections",
             )? as usize,
+            request_timeout: Duration::from_millis(positive(
+                self.request_timeout_ms,
+                "WSGATE_REQUEST_TIMEOUT_MS",
+                "request-timeout-ms",
+            )?),
+            max_connections_per_ip: (self.max_connections_per_ip > 0)
+                .then_some(self.max_connections_per_ip),
             mongodb: match self.mongodb_uri.filter(|u| !u.trim().is_empty()) {
                 None => None,
                 Some(uri) => {

@@ -18,6 +18,12 @@ pub enum ApiError {
     /// Body is not JSON, lacks a field, has a wrong type; or the request is otherwise malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The request body did not arrive in time.
+    #[error("the request body took too long to arrive")]
+    RequestTimeout,
+    /// Too much work queued (password hashing); retry shortly.
+    #[error("the server is busy, retry shortly")]
+    Busy,
     /// Body over the 16 KiB limit.
     #[error("the request body is larger than 16 KiB")]
     PayloadTooLarge,
@@ -94,6 +100,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::auth::password::PasswordError> for ApiError {
+    fn from(err: crate::auth::password::PasswordError) -> Self {
+        match err {
+            crate::auth::password::PasswordError::Busy => ApiError::Busy,
+            err => {
+                tracing::error!(%err, "password hashing failed");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
 impl ApiError {
     /// HTTP status.
     pub fn status(&self) -> StatusCode {
@@ -101,6 +119,8 @@ impl ApiError {
         match self {
             BadRequest(_) | InvalidUsername | InvalidPassword(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Busy => StatusCode::SERVICE_UNAVAILABLE,
             UsernameTaken => StatusCode::CONFLICT,
             InvalidCredentials | InvalidRefreshToken | RefreshTokenReused | Unauthorized
             | TicketMissing | TicketInvalid | TicketExpired | TicketUsed => {
@@ -122,6 +142,8 @@ impl ApiError {
         match self {
             BadRequest(_) => "bad_request",
             PayloadTooLarge => "payload_too_large",
+            RequestTimeout => "request_timeout",
+            Busy => "server_busy",
             InvalidUsername => "invalid_username",
             InvalidPassword(_) => "invalid_password",
             UsernameTaken => "username_taken",
@@ -161,6 +183,9 @@ impl ApiError {
             ApiError::RateLimited { retry_after } => {
                 let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            ApiError::Busy => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
             }
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -18,6 +18,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::auth::Claims;
 use crate::error::{recover, ApiError};
+use crate::ratelimit::{IpLimit, IpLimits};
 use crate::state::App;
 use crate::store::{now_millis, UserRecord};
 
@@ -48,8 +49,14 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
             "no-store",
         ))
         .map(Reply::into_response);
+    // `no-cache`: browsers revalidate (cheaply, by Last-Modified) instead of running an old client
+    // against a new server after a deploy.
     let static_files = warp::get()
         .and(warp::fs::dir(app.settings.client_dir.clone()))
+        .with(warp::reply::with::header(
+            http::header::CACHE_CONTROL,
+            "no-cache",
+        ))
         .map(Reply::into_response);
     api.or(crate::ws::upgrade::route(app))
         .unify()
@@ -84,11 +91,24 @@ fn log_request(info: warp::log::Info<'_>) {
     tracing::info!(
         target: "wsgate::http",
         method = %info.method(),
-        path = info.path(),
+        path = truncated(info.path(), 256),
         status = info.status().as_u16(),
         elapsed_ms = info.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
+}
+
+/// At most `max` bytes of `text` (on a character boundary): attacker-chosen strings must not make
+/// log lines arbitrarily long.
+pub fn truncated(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
@@ -105,15 +125,21 @@ pub fn client_ip() -> impl Filter<Extract = (IpAddr,), Error = Infallible> + Cop
 /// A JSON body of at most 16 KiB, with or without `Content-Length`, as `T`; every failure is a clear
 /// `bad_request` or `payload_too_large`. The content type is not checked: the body is JSON or it is
 /// refused, and no route relies on cookies, so a cross-site form gains nothing from a lax type.
-fn json_body<T: DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone
-{
+fn json_body<T: DeserializeOwned + Send>(
+    app: &App,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    let deadline = app.settings.request_timeout;
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
-        .and_then(|length: Option<u64>, body| async move {
+        .and_then(move |length: Option<u64>, body| async move {
             if length.is_some_and(|l| l > MAX_BODY_BYTES) {
                 return Err(Rejection::from(ApiError::PayloadTooLarge));
             }
-            let bytes = read_limited(body).await?;
+            // The header timeout does not cover the body: a client that announces a body and never
+            // sends it would hold its connection slot forever.
+            let bytes = tokio::time::timeout(deadline, read_limited(body))
+                .await
+                .map_err(|_| Rejection::from(ApiError::RequestTimeout))??;
             serde_json::from_slice::<T>(&bytes).map_err(|err| {
                 Rejection::from(ApiError::BadRequest(format!("invalid JSON body: {err}")))
             })
@@ -164,6 +190,29 @@ fn check_password(password: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Checks one per-IP limit before anything else of the request (its body included) is read.
+fn limited(
+    app: Arc<App>,
+    limit: fn(&IpLimits) -> &IpLimit,
+) -> impl Filter<Extract = (Arc<App>, IpAddr), Error = Rejection> + Clone {
+    with_app(app)
+        .and(client_ip())
+        .and_then(move |app: Arc<App>, ip: IpAddr| async move {
+            limit(&app.limits).check(ip).map_err(Rejection::from)?;
+            Ok::<_, Rejection>((app, ip))
+        })
+        .untuple_one()
+}
+
+/// The per-IP limit, then the JSON body: the state, the client IP and the body.
+fn json_body_after_limit<T: DeserializeOwned + Send>(
+    app: Arc<App>,
+    limit: fn(&IpLimits) -> &IpLimit,
+) -> impl Filter<Extract = (Arc<App>, IpAddr, T), Error = Rejection> + Clone {
+    let body = json_body::<T>(&app);
+    limited(app, limit).and(body)
+}
+
 fn post_json(path: &'static str) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::path("api")
         .and(warp::path(path))
@@ -173,22 +222,13 @@ fn post_json(path: &'static str) -> impl Filter<Extract = (), Error = Rejection>
 
 fn register(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     post_json("register")
-        .and(with_app(app))
-        .and(client_ip())
-        .and(json_body::<Credentials>())
-        .and_then(|app: Arc<App>, ip, creds| async move {
-            handle_register(app, ip, creds)
-                .await
-                .map_err(Rejection::from)
+        .and(json_body_after_limit(app, |l| &l.register))
+        .and_then(|app: Arc<App>, _ip: IpAddr, creds| async move {
+            handle_register(app, creds).await.map_err(Rejection::from)
         })
 }
 
-async fn handle_register(
-    app: Arc<App>,
-    ip: IpAddr,
-    creds: Credentials,
-) -> Result<Response, ApiError> {
-    app.limits.register.check(ip)?;
+async fn handle_register(app: Arc<App>, creds: Credentials) -> Result<Response, ApiError> {
     if !valid_username(&creds.username) {
         return Err(ApiError::InvalidUsername);
     }
@@ -197,10 +237,7 @@ async fn handle_register(
     if app.store.find_user(&creds.username).await?.is_some() {
         return Err(ApiError::UsernameTaken);
     }
-    let password_hash = app.passwords.hash(creds.password).await.map_err(|err| {
-        tracing::error!(%err, "password hashing failed");
-        ApiError::Internal
-    })?;
+    let password_hash = app.passwords.hash(creds.password).await?;
     app.store
         .create_user(UserRecord {
             username: creds.username.clone(),
@@ -218,16 +255,13 @@ async fn handle_register(
 
 fn login(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     post_json("login")
-        .and(with_app(app))
-        .and(client_ip())
-        .and(json_body::<Credentials>())
-        .and_then(|app: Arc<App>, ip, creds| async move {
-            handle_login(app, ip, creds).await.map_err(Rejection::from)
+        .and(json_body_after_limit(app, |l| &l.login))
+        .and_then(|app: Arc<App>, _ip: IpAddr, creds| async move {
+            handle_login(app, creds).await.map_err(Rejection::from)
         })
 }
 
-async fn handle_login(app: Arc<App>, ip: IpAddr, creds: Credentials) -> Result<Response, ApiError> {
-    app.limits.login.check(ip)?;
+async fn handle_login(app: Arc<App>, creds: Credentials) -> Result<Response, ApiError> {
     let user = if valid_username(&creds.username) && check_password(&creds.password).is_ok() {
         app.store.find_user(&creds.username).await?
     } else {
@@ -238,7 +272,7 @@ async fn handle_login(app: Arc<App>, ip: IpAddr, creds: Credentials) -> Result<R
         Some(user) => (Some(user.username), Some(user.password_hash)),
         None => (None, None),
     };
-    if !app.passwords.verify(creds.password, hash).await {
+    if !app.passwords.verify(creds.password, hash).await? {
         return Err(ApiError::InvalidCredentials);
     }
     let username = username.ok_or(ApiError::InvalidCredentials)?;
@@ -256,16 +290,15 @@ struct RefreshRequest {
 fn token_refresh(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "token" / "refresh")
         .and(warp::post())
-        .and(with_app(app))
-        .and(client_ip())
-        .and(json_body::<RefreshRequest>())
-        .and_then(|app: Arc<App>, ip, body: RefreshRequest| async move {
-            app.limits.refresh.check(ip).map_err(Rejection::from)?;
-            crate::sessions::refresh(&app, &body.refresh_token)
-                .await
-                .map(|tokens| warp::reply::json(&tokens).into_response())
-                .map_err(Rejection::from)
-        })
+        .and(json_body_after_limit(app, |l| &l.refresh))
+        .and_then(
+            |app: Arc<App>, _ip: IpAddr, body: RefreshRequest| async move {
+                crate::sessions::refresh(&app, &body.refresh_token)
+                    .await
+                    .map(|tokens| warp::reply::json(&tokens).into_response())
+                    .map_err(Rejection::from)
+            },
+        )
 }
 
 /// Verifies `Authorization: Bearer <jwt>` including revocation.
@@ -282,7 +315,17 @@ async fn authenticate(app: &App, header: Option<String>) -> Result<Claims, ApiEr
     if app.store.is_revoked(&claims.jti, &claims.sid).await? {
         return Err(ApiError::Unauthorized);
     }
-    Ok(claims)
+    // The token's account must still exist and be the one it was issued for: after the embedded
+    // store restarts, someone may register the same name, and an old token must not act for them.
+    match app.store.find_user(&claims.sub).await? {
+        Some(user)
+            if user.created_at
+                <= (claims.iat + app.tokens.leeway().as_secs() as i64) * 1000 + 999 =>
+        {
+            Ok(claims)
+        }
+        _ => Err(ApiError::Unauthorized),
+    }
 }
 
 fn bearer_post(

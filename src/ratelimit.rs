@@ -13,6 +13,20 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use crate::config::RateLimits;
 use crate::error::ApiError;
 
+/// The key a client is limited under: its IPv4 address, or its IPv6 /64 (one subscriber's allocation:
+/// keying on whole IPv6 addresses would give every host 2^64 fresh budgets). IPv4-mapped IPv6
+/// addresses count as the IPv4 address.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+        v4 => v4,
+    }
+}
+
 /// One per-IP limit, or none when configured to 0.
 pub struct IpLimit(Option<DefaultKeyedRateLimiter<IpAddr>>);
 
@@ -159,6 +173,20 @@ mod tests {
         }
         assert!(limit.check("10.0.0.2".parse().unwrap()).is_ok());
         assert!(IpLimit::per_minute(None).check(ip).is_ok());
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(other));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+        let limit = IpLimit::per_minute(Some(1));
+        assert!(limit.check(a).is_ok());
+        assert!(limit.check(b).is_err());
     }
 
     #[test]

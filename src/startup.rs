@@ -2,10 +2,11 @@
 //! `run_until_stopped` accepts connections until a shutdown future resolves, then closes every socket
 //! with 1001 and waits (bounded) for all connection tasks.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -29,8 +30,8 @@ use crate::ws::hub::Hub;
 
 /// How long shutdown waits for connections to finish before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// A client must send its request headers within this time (slow-loris protection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest HTTP read buffer per connection (hyper's default is about 400 KiB).
+const MAX_HTTP_BUFFER: usize = 16 * 1024;
 /// How often idle per-IP limiter state is forgotten.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 
@@ -53,10 +54,55 @@ pub enum StartupError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// Holds a connection slot (of `max_connections`) for as long as any clone lives: the HTTP connection
-/// holds one, and a WebSocket upgraded from it holds another.
+/// Holds a connection slot (of `max_connections`, and of the client's per-IP share) for as long as any
+/// clone lives: the HTTP connection holds one, and a WebSocket upgraded from it holds another.
 #[derive(Clone)]
-pub struct ConnSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+pub struct ConnSlot(#[allow(dead_code)] Arc<(OwnedSemaphorePermit, Option<IpShare>)>);
+
+/// Open connections per client key (IPv4 address or IPv6 /64).
+struct PerIpCounts {
+    cap: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's share of its client's per-IP budget; released on drop.
+pub struct IpShare {
+    counts: Arc<PerIpCounts>,
+    key: IpAddr,
+}
+
+impl PerIpCounts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A share for `ip`, or `None` when the client is at its cap.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpShare> {
+        let key = crate::ratelimit::client_key(ip);
+        let mut counts = self.lock();
+        let count = counts.entry(key).or_insert(0);
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(IpShare {
+            counts: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for IpShare {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock();
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
 
 /// A bound, ready-to-run server.
 pub struct Application {
@@ -182,14 +228,24 @@ impl Application {
 
 async fn accept_loop<R>(listener: TcpListener, app: Arc<App>, slots: Arc<Semaphore>, routes: R)
 where
-    R: Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+    R: Filter<Extract = (warp::reply::Response,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
 {
+    let per_ip = app.settings.max_connections_per_ip.map(|cap| {
+        Arc::new(PerIpCounts {
+            cap,
+            counts: Mutex::new(HashMap::new()),
+        })
+    });
     loop {
         // Waiting for a slot before accepting leaves excess connections in the kernel backlog
         // instead of failing accept() with EMFILE in a busy loop.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => ConnSlot(Arc::new(slot)),
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
                 Err(_) => return,
             },
             _ = app.shutdown.cancelled() => return,
@@ -200,6 +256,18 @@ where
         };
         match accepted {
             Ok((stream, peer)) => {
+                let share = match &per_ip {
+                    None => None,
+                    Some(per_ip) => match per_ip.admit(peer.ip()) {
+                        Some(share) => Some(share),
+                        None => {
+                            // Dropping the stream closes it: one client may not hold every slot.
+                            tracing::debug!(peer = %peer.ip(), "per-IP connection cap reached");
+                            continue;
+                        }
+                    },
+                };
+                let slot = ConnSlot(Arc::new((permit, share)));
                 let _ = stream.set_nodelay(true);
                 app.tasks.spawn(serve_connection(
                     stream,
@@ -225,7 +293,11 @@ async fn serve_connection<R>(
     slot: ConnSlot,
     routes: R,
 ) where
-    R: Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+    R: Filter<Extract = (warp::reply::Response,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
 {
     let routes = warp::service(routes);
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
@@ -236,7 +308,10 @@ async fn serve_connection<R>(
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Slow-loris protection; the body has its own deadline in `http::json_body`.
+        .header_read_timeout(app.settings.request_timeout)
+        // Bounds what one connection can make hyper buffer (request head, pipelined input).
+        .max_buf_size(MAX_HTTP_BUFFER)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

@@ -8,12 +8,18 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+/// Longest a request waits for a free core to run bcrypt on.
+pub const QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why hashing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
     /// bcrypt refused the input or the blocking task died.
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// Too many hashes queued: the request waited `QUEUE_TIMEOUT` for a core.
+    #[error("password hashing is saturated")]
+    Busy,
 }
 
 /// Hashes and verifies passwords off the async workers.
@@ -54,15 +60,18 @@ impl PasswordHasher {
     }
 
     /// Checks `password` against `hash`; with `None` it checks against the dummy hash and returns
-    /// false, taking the same time as a real check.
-    pub async fn verify(&self, password: String, hash: Option<String>) -> bool {
+    /// false, taking the same time as a real check. `Err(Busy)` when no core freed up in time.
+    pub async fn verify(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, PasswordError> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let matches = self
             .blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
-        known && matches
+            .await?;
+        Ok(known && matches)
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T, PasswordError>
@@ -70,10 +79,11 @@ impl PasswordHasher {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
+        // A bounded wait: under a login flood, refuse quickly (503, Retry-After) instead of holding
+        // every connection in an ever longer queue.
+        let _permit = tokio::time::timeout(QUEUE_TIMEOUT, self.permits.acquire())
             .await
+            .map_err(|_| PasswordError::Busy)?
             .map_err(|e| PasswordError::Hashing(e.to_string()))?;
         tokio::task::spawn_blocking(work)
             .await
@@ -90,12 +100,9 @@ mod tests {
         let hasher = PasswordHasher::new(4).await.unwrap();
         let hash = hasher.hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$2"));
-        assert!(
-            hasher
-                .verify("correct horse".into(), Some(hash.clone()))
-                .await
-        );
-        assert!(!hasher.verify("wrong horse".into(), Some(hash)).await);
-        assert!(!hasher.verify("correct horse".into(), None).await);
+        let verify = |password: &str, hash: Option<String>| hasher.verify(password.into(), hash);
+        assert!(verify("correct horse", Some(hash.clone())).await.unwrap());
+        assert!(!verify("wrong horse", Some(hash)).await.unwrap());
+        assert!(!verify("correct horse", None).await.unwrap());
     }
 }

@@ -315,6 +315,106 @@ async fn a_second_upgrade_attempt_in_parallel_to_auth_does_not_disturb_it() {
     }
 }
 
+/// Sends raw bytes on a fresh connection and returns what the server answers before it closes
+/// (or within `wait`).
+async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_times_out_with_408() {
+    let server = spawn_app(&["--request-timeout-ms", "500"]).await;
+    let started = Instant::now();
+    let answer = raw_exchange(
+        server.addr,
+        b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn headers_that_never_finish_are_cut_off() {
+    let server = spawn_app(&["--request-timeout-ms", "500"]).await;
+    let started = Instant::now();
+    raw_exchange(
+        server.addr,
+        b"GET /api/health HTTP/1.1\r\nHost:",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "connection held open"
+    );
+}
+
+#[tokio::test]
+async fn one_client_cannot_hold_more_than_its_share_of_connections() {
+    use tokio::io::AsyncReadExt;
+    let server = spawn_app(&["--max-connections-per-ip", "2"]).await;
+    let first = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // Give the accept loop a moment to count both.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(2), third.read(&mut buf))
+        .await
+        .expect("the third connection is closed at once");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let health = server
+        .gw
+        .request(reqwest::Method::GET, "/api/health", None, None)
+        .await
+        .unwrap();
+    assert_eq!(health.status, 200, "a freed share is reusable");
+}
+
+#[tokio::test]
+async fn a_token_does_not_outlive_its_account() {
+    // Same secret, new embedded store: as after a restart, where someone re-registers the name.
+    let before = spawn_app(&[]).await;
+    let old = before.gw.new_user("reborn").await.unwrap();
+    let after = spawn_app(&[]).await;
+    after
+        .gw
+        .post_empty("/api/ws-ticket", Some(&old.token))
+        .await
+        .unwrap()
+        .expect_error(401, "unauthorized")
+        .unwrap();
+    // Tokens carry whole seconds: re-register in a later second than the old token's `iat`.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reply = after
+        .gw
+        .register(&old.name, wsgate_testkit::PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201);
+    for path in ["/api/ws-ticket", "/api/logout-all"] {
+        after
+            .gw
+            .post_empty(path, Some(&old.token))
+            .await
+            .unwrap()
+            .expect_error(401, "unauthorized")
+            .unwrap();
+    }
+    let fresh = after.gw.relogin(&old.name).await.unwrap();
+    after.gw.ticket(&fresh.token).await.unwrap();
+}
+
 mod binary {
     //! The real `wsgate` executable: configuration errors and SIGTERM.
 

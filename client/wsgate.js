@@ -63,7 +63,8 @@ const CLOSE_SENTENCES = {
     'The server did not understand the sign-in message from this page. This is a bug in the page; reloading may help.',
   '4401:token_invalid': 'Your sign-in is not valid (any more). Please sign in again.',
   '4401:token_expired': 'Your session has expired. Please sign in again.',
-  '4401:token_revoked': 'You have been signed out, perhaps in another tab. Please sign in again.',
+  '4401:token_revoked':
+    'You have been signed out (in another tab or on another device, perhaps). Please sign in again.',
   '4403:ticket_user_mismatch':
     'The connection was opened for a different user than the one signed in. Please sign in again.',
   '4408:auth_timeout': 'The server did not receive the sign-in in time.',
@@ -101,6 +102,9 @@ const HTTP_SENTENCES = {
   username_taken: 'That username is already taken. Choose another one, or sign in.',
   invalid_credentials: 'Unknown username or wrong password.',
   unauthorized: 'Your session is no longer valid. Please sign in again.',
+  invalid_refresh_token: 'Your session has ended (you signed out, or it is too old). Please sign in again.',
+  refresh_token_reused:
+    'Your session was ended for your safety: its sign-in was used from two places at once. Please sign in again.',
   rate_limited: 'Too many attempts in a short time. Please wait a moment and try again.',
   store_unavailable: "The server's database is not answering. Please try again in a moment.",
   origin_forbidden: 'This page is not allowed to connect to the chat server (its origin is not allowed).',
@@ -236,8 +240,10 @@ export function backoffDelay(failures, backoff = {}, random = Math.random) {
  * @typedef {object} ConnectOptions
  * @property {(request: {refresh: boolean}) => (string|Promise<string>)} getAccessToken - returns the
  *   app's current JWT. Called before every attempt with `{refresh: false}`; called with
- *   `{refresh: true}` when the server warns that the socket's token is about to expire, or when the
- *   ticket endpoint refuses the current token: then return a new token (or throw if there is none).
+ *   `{refresh: true}` when the server warns that the socket's token is about to expire
+ *   (`token_expiring`), or when the ticket endpoint refuses the current token: then get a new one
+ *   (e.g. `POST /api/token/refresh`), keep it as the current token, and return it; throw if there is
+ *   none. Refresh calls never overlap (refresh tokens rotate: presenting one twice ends the session).
  * @property {string} [baseUrl] - where wsgate is, e.g. `"https://chat.example.com"` (a path prefix
  *   is kept). Default: the page's origin. `ws:`/`wss:` follows `http:`/`https:`.
  * @property {(frame: object) => void} [onMessage] - every JSON frame from the server once
@@ -293,7 +299,8 @@ export class WsgateConnection extends EventTarget {
   #failures = 0;
   #onlineAt = 0;
   #stopped = false;
-  #refreshing = false;
+  /** @type {Promise<string|Error>|null} the app's token refresh in flight, shared by all who need it. */
+  #pendingRefresh = null;
   /** @type {ReturnType<typeof setTimeout>|null} */
   #retryTimer = null;
   /** @type {ReturnType<typeof setTimeout>|null} */
@@ -379,7 +386,7 @@ export class WsgateConnection extends EventTarget {
     if (stale()) return;
     if (minted.status === 401) {
       // The app's token is expired or revoked; an app that can refresh gets one chance to.
-      const fresh = await this.#token(true);
+      const fresh = await this.#refreshedToken();
       if (stale()) return;
       if (!(fresh instanceof Error) && fresh !== token) {
         token = fresh;
@@ -401,6 +408,19 @@ export class WsgateConnection extends EventTarget {
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
     }
+  }
+
+  /**
+   * A new token from the app (`getAccessToken({refresh: true})`), or the Error why not. Single
+   * flight: a second caller while one refresh runs shares its result. Refresh tokens rotate, and
+   * wsgate treats a spent one presented again as stolen and revokes the whole session, so two
+   * overlapping refreshes (an in-band one, then a reconnect's) would sign the user out.
+   */
+  #refreshedToken() {
+    this.#pendingRefresh ??= this.#token(true).finally(() => {
+      this.#pendingRefresh = null;
+    });
+    return this.#pendingRefresh;
   }
 
   /**
@@ -512,18 +532,14 @@ export class WsgateConnection extends EventTarget {
    * 4401 token_expired when the old token runs out, and that is reported like any terminal close.
    */
   async #refreshInBand(ws) {
-    if (this.#refreshing) return; // one refresh at a time; a second warning changes nothing
-    this.#refreshing = true;
-    try {
-      const token = await this.#token(true);
-      if (token instanceof Error) throw token;
-      // The socket may have gone meanwhile; the next attempt gets the app's current token anyway.
-      if (ws === this.#ws && ws.readyState === 1) ws.send(JSON.stringify({ type: 'refresh', token }));
-    } catch (err) {
-      this.#report(new Error(`wsgate: in-band token refresh failed: ${err.message}`, { cause: err }));
-    } finally {
-      this.#refreshing = false;
+    if (this.#pendingRefresh) return; // already under way; the server warns once per token anyway
+    const token = await this.#refreshedToken();
+    if (token instanceof Error) {
+      this.#report(new Error(`wsgate: in-band token refresh failed: ${token.message}`, { cause: token }));
+      return;
     }
+    // The socket may have gone meanwhile; the next attempt gets the app's current token anyway.
+    if (ws === this.#ws && ws.readyState === 1) ws.send(JSON.stringify({ type: 'refresh', token }));
   }
 
   #onClose(ws, code, reason, opened) {

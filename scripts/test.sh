@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every check: formatting, lints, all tests on both stores (embedded and
 # MongoDB wire protocol via SecantusDB), the scenario suite against the real binary (whose log is then
-# checked for leaked secrets), and the compose file. Works on a fresh machine with only the Rust
+# checked for leaked secrets), the web client in headless Chromium, and the compose file. Works on a fresh machine with only the Rust
 # toolchain: whatever else a stage needs, its own script installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,9 @@ cargo test --workspace
 
 stage "scenario suite against the real binary (scripts/scenarios.sh)"
 scripts/run-scenarios-against-binary.sh
+
+stage "web client in headless Chromium (scripts/browser-tests.sh)"
+scripts/browser-tests.sh
 
 stage "docker-compose.yml"
 scripts/validate-compose.sh

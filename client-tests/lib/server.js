@@ -88,6 +88,7 @@ export class WsgateServer {
         WSGATE_BCRYPT_COST: '4',
         WSGATE_RATE_REGISTER_PER_MIN: '1000',
         WSGATE_RATE_LOGIN_PER_MIN: '1000',
+        WSGATE_RATE_REFRESH_PER_MIN: '1000',
         WSGATE_RATE_TICKET_PER_MIN: '1000',
         WSGATE_RATE_UPGRADE_PER_MIN: '1000',
         WSGATE_CLIENT_DIR: path.join(REPO, 'client'),

@@ -1,5 +1,5 @@
 /**
- * The demo's account calls: register, login and logout over wsgate's REST API. Every failure becomes
+ * The demo's account calls: register, login, token refresh and logout over wsgate's REST API. Every failure becomes
  * an `AccountError` whose `message` is a sentence for people (from wsgate.js's describeHttpError), so
  * the forms can show it as is. The socket side is wsgate.js's business, not this file's.
  */
@@ -63,22 +63,48 @@ export function register(username, password) {
 }
 
 /**
- * Signs in.
+ * A token pair from login or refresh: a short-lived access token (JWT) and the refresh token that
+ * gets the next pair (rotated: each one works once).
  *
- * @param {string} username
- * @param {string} password
- * @returns {Promise<{accessToken: string, expiresIn: number}>}
+ * @typedef {{accessToken: string, refreshToken: string|null, expiresIn: number}} Tokens
  */
-export async function login(username, password) {
-  const data = await post('/api/login', { body: { username, password } });
+
+/** @returns {Tokens} */
+function tokensOf(data) {
   if (typeof data?.access_token !== 'string') {
-    throw new AccountError(200, '', 'The server answered the sign-in with something unexpected.');
+    throw new AccountError(200, '', 'The server answered with something unexpected instead of a sign-in.');
   }
-  return { accessToken: data.access_token, expiresIn: data.expires_in };
+  return {
+    accessToken: data.access_token,
+    refreshToken: typeof data.refresh_token === 'string' ? data.refresh_token : null,
+    expiresIn: data.expires_in,
+  };
 }
 
 /**
- * Revokes the token on the server; the server then closes every socket authenticated with it.
+ * Signs in: starts a session.
+ *
+ * @param {string} username
+ * @param {string} password
+ * @returns {Promise<Tokens>}
+ */
+export async function login(username, password) {
+  return tokensOf(await post('/api/login', { body: { username, password } }));
+}
+
+/**
+ * Trades a refresh token for a new pair in the same session; the one presented is spent.
+ *
+ * @param {string} refreshToken
+ * @returns {Promise<Tokens>}
+ */
+export async function refreshTokens(refreshToken) {
+  return tokensOf(await post('/api/token/refresh', { body: { refresh_token: refreshToken } }));
+}
+
+/**
+ * Ends the token's session on the server: its tokens stop working, and the server closes every
+ * socket of the session.
  *
  * @param {string} token
  * @returns {Promise<void>}

@@ -32,16 +32,27 @@ export class ChatView {
     this.scroller = byId('messages-scroller');
     this.list = byId('messages');
     this.empty = byId('messages-empty');
+    this.usersPane = byId('users-pane');
+    this.usersStale = byId('users-stale');
     this.users = byId('users');
     this.usersCount = byId('users-count');
     /** Usernames are unique case-insensitively (docs/protocol.md); the server's spelling is shown. */
     this.online = new Map();
     this.me = '';
+    /** Whether the reader is at the bottom of the log: new entries and resizes keep them there. */
+    this.pinned = true;
+    this.scroller.addEventListener('scroll', () => {
+      const { scrollHeight, scrollTop, clientHeight } = this.scroller;
+      this.pinned = scrollHeight - scrollTop - clientHeight < STICKY_BOTTOM_PX;
+    });
+    // A phone's keyboard opening, or a rotation, shrinks the log: keep the latest message in view.
+    new ResizeObserver(() => this.#stickToBottom()).observe(this.scroller);
   }
 
   /** Empties everything for a new session of `me`. */
   reset(me) {
     this.me = me;
+    this.pinned = true;
     this.list.replaceChildren();
     this.empty.hidden = false;
     this.setUsers([]);
@@ -105,6 +116,17 @@ export class ChatView {
     this.renderUsers();
   }
 
+  /**
+   * Marks the presence list as out of date (while not connected, nobody tells us who comes and goes)
+   * or current again (the next auth_ok brings a fresh snapshot).
+   *
+   * @param {boolean} stale
+   */
+  setPresenceStale(stale) {
+    this.usersPane.dataset.stale = String(stale);
+    this.usersStale.hidden = !stale;
+  }
+
   /** `joined`: the user's first socket authenticated. */
   userJoined(name) {
     const known = this.online.has(name.toLowerCase());
@@ -139,12 +161,16 @@ export class ChatView {
     );
   }
 
+  /** Appends to the log; scrolls to it if the reader was at the bottom, or `forceScroll` (own messages). */
   #append(item, forceScroll) {
-    const { scroller } = this;
-    const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < STICKY_BOTTOM_PX;
     this.empty.hidden = true;
     this.list.append(item);
     while (this.list.childElementCount > MAX_LOG_ENTRIES) this.list.firstElementChild.remove();
-    if (atBottom || forceScroll) scroller.scrollTop = scroller.scrollHeight;
+    if (forceScroll) this.pinned = true;
+    this.#stickToBottom();
+  }
+
+  #stickToBottom() {
+    if (this.pinned) this.scroller.scrollTop = this.scroller.scrollHeight;
   }
 }

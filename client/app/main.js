@@ -2,14 +2,14 @@
  * The demo chat's controller: signing in and out, the session, and the wiring between wsgate.js's
  * connection and the views (status-view.js, chat-view.js). Started by index.html as a module.
  *
- * Where the access token lives: in this module's memory only (`session.token`), never in
- * localStorage or sessionStorage, which every script of the origin can read. The price is that a
- * reload signs the user out; for a demo whose accounts vanish with the server anyway, that is the
- * right trade.
+ * Where the tokens live: in this module's memory only (`session.token`, `session.refreshToken`),
+ * never in localStorage or sessionStorage, which every script of the origin can read (and the
+ * refresh token is worth days of access). The price is that a reload signs the user out; for a demo
+ * whose accounts vanish with the server anyway, that is the right trade.
  */
 
 import { connect, describeFrameError, MAX_MESSAGE_CHARS, Status } from '../wsgate.js';
-import { AccountError, login, logout, register } from './account.js';
+import { AccountError, login, logout, refreshTokens, register } from './account.js';
 import { ChatView } from './chat-view.js';
 import { byId, showText } from './dom.js';
 import { StatusView } from './status-view.js';
@@ -36,10 +36,10 @@ const ui = {
  * The signed-in session. `conn` is the current wsgate connection: callbacks of an older one (after
  * a sign-out) compare themselves with it and fall silent.
  *
- * @type {{token: string|null, user: string, conn: import('../wsgate.js').WsgateConnection|null,
- *         everOnline: boolean, lastSent: string}}
+ * @type {{token: string|null, refreshToken: string|null, user: string,
+ *         conn: import('../wsgate.js').WsgateConnection|null, everOnline: boolean, lastSent: string}}
  */
-const session = { token: null, user: '', conn: null, everOnline: false, lastSent: '' };
+const session = { token: null, refreshToken: null, user: '', conn: null, everOnline: false, lastSent: '' };
 
 const chat = new ChatView();
 const status = new StatusView({
@@ -94,8 +94,7 @@ async function submitAccountForm(form, errorNode, action) {
 ui.loginForm.addEventListener('submit', (event) => {
   event.preventDefault();
   submitAccountForm(ui.loginForm, ui.loginError, async (username, password) => {
-    const { accessToken } = await login(username, password);
-    startSession(accessToken, username);
+    startSession(await login(username, password), username);
   });
 });
 
@@ -104,20 +103,26 @@ ui.registerForm.addEventListener('submit', (event) => {
   submitAccountForm(ui.registerForm, ui.registerError, async (username, password) => {
     await register(username, password);
     // A new account is signed in at once: nobody registers to then type it all again.
-    const { accessToken } = await login(username, password);
-    startSession(accessToken, username);
+    startSession(await login(username, password), username);
   });
 });
 
 ui.signOut.addEventListener('click', () => signOut());
 
-/** Shows the chat and opens the wsgate connection for `token`. */
-function startSession(token, user) {
-  session.token = token;
+/**
+ * Shows the chat and opens the wsgate connection with the session's tokens.
+ *
+ * @param {import('./account.js').Tokens} tokens
+ * @param {string} user
+ */
+function startSession(tokens, user) {
+  session.token = tokens.accessToken;
+  session.refreshToken = tokens.refreshToken;
   session.user = user;
   session.everOnline = false;
   session.lastSent = '';
   chat.reset(user);
+  chat.setPresenceStale(false);
   ui.input.value = '';
   updateCounter();
   showText(ui.composerError, '');
@@ -130,11 +135,7 @@ function startSession(token, user) {
   const conn = connect({
     getAccessToken: async ({ refresh }) => {
       if (!session.token || conn !== session.conn) throw new Error('signed out');
-      if (refresh) {
-        // wsgate has no REST route to refresh a token yet: without a new token the socket lives
-        // until the current one expires, then closes with 4401 token_expired and the page says so.
-        throw new Error('this demo cannot refresh tokens yet');
-      }
+      if (refresh) await refreshSession();
       return session.token;
     },
     onStatus: (s) => conn === session.conn && onStatus(s),
@@ -146,16 +147,35 @@ function startSession(token, user) {
 }
 
 /**
- * Signs out: revokes the token on the server (POST /api/logout, which also makes the server close
- * every socket authenticated with it, so others see `left`), then closes the connection here.
+ * Replaces the session's tokens with a new pair (wsgate.js asks when the socket's token is about to
+ * expire). Throws if there is no refresh token or the server refuses it: the socket then lives until
+ * its token expires, and the page says the session has ended.
+ */
+async function refreshSession() {
+  if (!session.refreshToken) throw new Error('no refresh token');
+  const spent = session.refreshToken;
+  const tokens = await refreshTokens(spent);
+  // Signed out (or in again) meanwhile: these tokens belong to a session that is over.
+  if (session.refreshToken !== spent) throw new Error('signed out');
+  session.token = tokens.accessToken;
+  session.refreshToken = tokens.refreshToken;
+}
+
+/**
+ * Signs out: ends the session on the server (POST /api/logout, which also makes the server close
+ * the session's sockets, so others see `left`), then closes the connection here.
  */
 async function signOut() {
-  const { token } = session;
+  const { token, refreshToken } = session;
   const conn = endSession('');
   let notice = 'You have signed out.';
   if (token) {
     try {
-      await logout(token);
+      await logout(token).catch(async (err) => {
+        // An access token that expired meanwhile cannot sign out; a fresh one of the session can.
+        if (!(err instanceof AccountError && err.status === 401 && refreshToken)) throw err;
+        await logout((await refreshTokens(refreshToken)).accessToken);
+      });
     } catch (err) {
       notice = `You have signed out of this page, but the server could not be told: ${err.message} Your sign-in stays valid until it expires.`;
     }
@@ -173,7 +193,7 @@ async function signOut() {
  */
 function endSession(notice) {
   const { conn } = session;
-  Object.assign(session, { token: null, user: '', conn: null });
+  Object.assign(session, { token: null, refreshToken: null, user: '', conn: null });
   status.show('signed_out');
   ui.whoami.hidden = true;
   ui.signOut.hidden = true;
@@ -190,13 +210,16 @@ function endSession(notice) {
 function onStatus(s) {
   if (s.state === Status.CLOSED) return;
   status.show(s.state, s);
+  // Before the first auth_ok the list is simply empty; after a drop it is a memory, and says so.
+  chat.setPresenceStale(s.state !== Status.ONLINE && session.everOnline);
   if (s.state === Status.ONLINE) {
     session.user = s.user;
     chat.setMe(s.user);
     ui.whoamiName.textContent = s.user;
-  } else if (s.state === Status.OFFLINE && s.cause?.code === 4401) {
-    // The token is expired, revoked or invalid: it is of no further use to anyone.
+  } else if (s.state === Status.OFFLINE && (s.cause?.code === 4401 || s.cause?.code === 401)) {
+    // The session is over (expired, revoked or invalid): its tokens are of no further use.
     session.token = null;
+    session.refreshToken = null;
   }
 }
 
@@ -226,7 +249,7 @@ function onFrame(frame) {
       }
       break;
     default:
-      break; // refreshed, token_expiring: wsgate.js handles them
+      break; // token_expiring, refreshed: wsgate.js handles them (through getAccessToken)
   }
 }
 

@@ -44,7 +44,7 @@ impl IpLimit {
             return Ok(());
         };
         limiter
-            .check_key(&ip)
+            .check_key(&client_key(ip))
             .map_err(|not_until| ApiError::RateLimited {
                 retry_after: not_until.wait_time_from(DefaultClock::default().now()),
             })

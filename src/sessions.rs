@@ -9,10 +9,11 @@
 
 use serde::Serialize;
 
-use crate::auth::{os_random, Claims};
+use crate::auth::refresh::new_session_id;
+use crate::auth::Claims;
 use crate::error::ApiError;
 use crate::state::App;
-use crate::store::{now_millis, RefreshOutcome, RefreshRecord, Revoked, SessionRecord, UnixMillis};
+use crate::store::{now_millis, RefreshOutcome, Revoked, Rotation, SessionRecord, UnixMillis};
 use crate::ws::protocol::CloseReason;
 
 /// What login and refresh return.
@@ -28,27 +29,6 @@ pub struct TokenPair {
     pub refresh_token: String,
     /// Refresh-token lifetime, seconds.
     pub refresh_expires_in: u64,
-}
-
-/// A fresh refresh token: its text (for the client) and its record (for the store).
-fn mint_refresh(app: &App, sid: &str, username: &str, now: UnixMillis) -> (String, RefreshRecord) {
-    let text = base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        os_random::<32>(),
-    );
-    let record = RefreshRecord {
-        hash: hash_refresh(&text),
-        sid: sid.to_owned(),
-        username: username.to_owned(),
-        expires_at: now + app.settings.refresh_ttl.as_millis() as i64,
-    };
-    (text, record)
-}
-
-/// The stored form of a refresh token.
-pub fn hash_refresh(text: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 fn pair(app: &App, username: &str, sid: &str, refresh_token: String) -> TokenPair {
@@ -67,41 +47,48 @@ fn access_until(app: &App, now: UnixMillis) -> UnixMillis {
     now + (app.tokens.ttl() + app.tokens.leeway()).as_millis() as i64 + 1000
 }
 
+fn refresh_expiry(app: &App, now: UnixMillis) -> UnixMillis {
+    now + app.settings.refresh_ttl.as_millis() as i64
+}
+
 /// Starts a session for a user who just proved their password.
 pub async fn start(app: &App, username: &str) -> Result<TokenPair, ApiError> {
     let now = now_millis();
-    let sid = base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        os_random::<16>(),
-    );
-    let (text, first) = mint_refresh(app, &sid, username, now);
+    let sid = new_session_id();
+    let first = app.refresh_tokens.mint(&sid, 0);
     app.store
-        .create_session(
-            SessionRecord {
-                sid: sid.clone(),
-                username: username.to_owned(),
-                expires_at: first.expires_at,
-            },
-            first,
-        )
+        .create_session(SessionRecord {
+            sid: sid.clone(),
+            username: username.to_owned(),
+            expires_at: refresh_expiry(app, now),
+            generation: 0,
+            current_hash: first.hash,
+        })
         .await?;
-    Ok(pair(app, username, &sid, text))
+    Ok(pair(app, username, &sid, first.text))
 }
 
 /// Rotates a refresh token. Reuse of a spent one revokes its session and closes its sockets.
 pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> {
     let now = now_millis();
-    // The successor's session and user are the old token's, which the store fills in.
-    let (text, next) = mint_refresh(app, "", "", now);
-    match app
-        .store
-        .rotate_refresh(&hash_refresh(presented), now, next)
-        .await?
-    {
-        RefreshOutcome::Rotated { sid, username } => Ok(pair(app, &username, &sid, text)),
-        RefreshOutcome::Reused { sid, username } => {
+    // Forged or foreign tokens stop here, before the store.
+    let opened = app
+        .refresh_tokens
+        .open(presented)
+        .ok_or(ApiError::InvalidRefreshToken)?;
+    let next = app.refresh_tokens.mint(&opened.sid, opened.generation + 1);
+    let rotation = Rotation {
+        sid: opened.sid.clone(),
+        generation: opened.generation,
+        presented: opened.hash,
+        next: next.hash,
+        next_expires_at: refresh_expiry(app, now),
+    };
+    match app.store.rotate_refresh(&rotation, now).await? {
+        RefreshOutcome::Rotated { username } => Ok(pair(app, &username, &opened.sid, next.text)),
+        RefreshOutcome::Reused { username } => {
             tracing::warn!(user = %username, "refresh token reused: revoking the session");
-            revoke(app, Revoked::Session(sid), now).await?;
+            revoke(app, Revoked::Session(opened.sid), now).await?;
             Err(ApiError::RefreshTokenReused)
         }
         RefreshOutcome::Invalid => Err(ApiError::InvalidRefreshToken),

@@ -20,7 +20,7 @@ use tower_service::Service;
 use warp::Filter;
 
 use crate::auth::password::PasswordError;
-use crate::auth::{PasswordHasher, TicketCodec, TokenKeys};
+use crate::auth::{PasswordHasher, RefreshCodec, TicketCodec, TokenKeys};
 use crate::config::Settings;
 use crate::http::ClientAddr;
 use crate::ratelimit::IpLimits;
@@ -157,6 +157,7 @@ impl Application {
         let app = Arc::new(App {
             tokens: TokenKeys::new(&secret, previous, settings.jwt_ttl, settings.jwt_leeway),
             tickets: TicketCodec::new(&secret, previous),
+            refresh_tokens: RefreshCodec::new(&secret, previous),
             passwords: PasswordHasher::new(settings.bcrypt_cost).await?,
             hub: Hub::new(settings.outbound_queue),
             limits: IpLimits::new(&settings.rate),

@@ -7,7 +7,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{PasswordHasher, TicketCodec, TokenKeys};
+use crate::auth::{PasswordHasher, RefreshCodec, TicketCodec, TokenKeys};
 use crate::config::Settings;
 use crate::ratelimit::IpLimits;
 use crate::store::Store;
@@ -28,6 +28,8 @@ pub struct App {
     pub tokens: TokenKeys,
     /// Ticket minting and verification.
     pub tickets: TicketCodec,
+    /// Refresh-token minting and verification.
+    pub refresh_tokens: RefreshCodec,
     /// bcrypt, off the async workers.
     pub passwords: PasswordHasher,
     /// Online sockets and broadcast.

@@ -2,10 +2,13 @@
 
 pub mod jwt;
 pub mod password;
+pub mod refresh;
+pub mod sealed;
 pub mod ticket;
 
 pub use jwt::{Claims, IssuedToken, TokenError, TokenKeys};
 pub use password::PasswordHasher;
+pub use refresh::RefreshCodec;
 pub use ticket::{MintedTicket, TicketCodec};
 
 use rand::TryRngCore;

@@ -7,22 +7,14 @@
 //! collection has already removed the record; the MAC stops anyone from forging a later expiry, and
 //! lets garbage be refused before any store round trip.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
-
+use super::sealed::{hash_text, Sealer};
 use crate::store::{TicketHash, UnixMillis};
 
 const VERSION: u8 = 1;
 const RANDOM_LEN: usize = 32;
 const BODY_LEN: usize = 1 + RANDOM_LEN + 8;
-const TAG_LEN: usize = 16;
-const RAW_LEN: usize = BODY_LEN + TAG_LEN;
 /// Length of a ticket's text.
-pub const TICKET_TEXT_LEN: usize = (RAW_LEN * 4).div_ceil(3);
-
-type HmacSha256 = Hmac<Sha256>;
+pub const TICKET_TEXT_LEN: usize = ((BODY_LEN + super::sealed::TAG_LEN) * 4).div_ceil(3);
 
 /// A new ticket: the text goes to the client once, the hash to the store.
 pub struct MintedTicket {
@@ -45,46 +37,29 @@ pub struct VerifiedTicket {
 
 /// Mints and verifies ticket texts.
 pub struct TicketCodec {
-    current: [u8; 32],
-    /// Key derived from the previous JWT secret: tickets minted just before a rotation stay usable.
-    previous: Option<[u8; 32]>,
-}
-
-fn derive_key(secret: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts any key length");
-    mac.update(b"wsgate ws-ticket mac v1");
-    mac.finalize().into_bytes().into()
-}
-
-fn tag(key: &[u8; 32], body: &[u8]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
-    mac.update(body);
-    mac
+    sealer: Sealer,
 }
 
 /// The stored form of a ticket text.
 pub fn hash_ticket(text: &str) -> TicketHash {
-    Sha256::digest(text.as_bytes()).into()
+    hash_text(text)
 }
 
 impl TicketCodec {
-    /// Derives the MAC keys from the JWT secrets (domain-separated, so the JWT key is never reused as is).
+    /// Keys the ticket MAC from the JWT secrets (domain-separated, never the JWT key itself).
     pub fn new(secret: &[u8], previous: Option<&[u8]>) -> Self {
         Self {
-            current: derive_key(secret),
-            previous: previous.map(derive_key),
+            sealer: Sealer::new(secret, previous, "wsgate ws-ticket mac v1", BODY_LEN),
         }
     }
 
     /// Mints a ticket that expires at `expires_at`.
     pub fn mint(&self, expires_at: UnixMillis) -> MintedTicket {
-        let mut raw = [0u8; RAW_LEN];
-        raw[0] = VERSION;
-        raw[1..1 + RANDOM_LEN].copy_from_slice(&super::os_random::<RANDOM_LEN>());
-        raw[1 + RANDOM_LEN..BODY_LEN].copy_from_slice(&expires_at.to_be_bytes());
-        let tag = tag(&self.current, &raw[..BODY_LEN]).finalize().into_bytes();
-        raw[BODY_LEN..].copy_from_slice(&tag[..TAG_LEN]);
-        let text = URL_SAFE_NO_PAD.encode(raw);
+        let mut body = [0u8; BODY_LEN];
+        body[0] = VERSION;
+        body[1..1 + RANDOM_LEN].copy_from_slice(&super::os_random::<RANDOM_LEN>());
+        body[1 + RANDOM_LEN..].copy_from_slice(&expires_at.to_be_bytes());
+        let text = self.sealer.seal(&body);
         MintedTicket {
             hash: hash_ticket(&text),
             text,
@@ -94,18 +69,8 @@ impl TicketCodec {
 
     /// Checks the text's shape and MAC. `None` means "not a ticket of ours" (`ticket_invalid`).
     pub fn verify(&self, text: &str) -> Option<VerifiedTicket> {
-        if text.len() != TICKET_TEXT_LEN {
-            return None;
-        }
-        let raw = URL_SAFE_NO_PAD.decode(text).ok()?;
-        if raw.len() != RAW_LEN || raw[0] != VERSION {
-            return None;
-        }
-        let (body, given) = raw.split_at(BODY_LEN);
-        let genuine = std::iter::once(&self.current)
-            .chain(self.previous.as_ref())
-            .any(|key| tag(key, body).verify_truncated_left(given).is_ok());
-        if !genuine {
+        let body = self.sealer.open(text)?;
+        if body[0] != VERSION {
             return None;
         }
         let expires_at = i64::from_be_bytes(body[1 + RANDOM_LEN..].try_into().ok()?);

@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    now_millis, RefreshHash, RefreshOutcome, RefreshRecord, Revoked, SessionRecord, Store,
-    StoreError, TicketHash, TicketOutcome, TicketRecord, UnixMillis, UserRecord,
+    now_millis, RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketHash,
+    TicketOutcome, TicketRecord, UnixMillis, UserRecord,
 };
 
 /// How often expired records are purged by default.
@@ -37,10 +37,8 @@ struct State {
     tickets: HashMap<TicketHash, StoredTicket>,
     /// Revocations by key (`jti:…`, `sid:…`).
     revoked: HashMap<String, StoredRevocation>,
-    /// Login sessions by id.
+    /// Login sessions by id, one record each however often they rotate.
     sessions: HashMap<String, StoredSession>,
-    /// Refresh tokens by hash, spent ones included (to detect reuse) until they expire.
-    refresh: HashMap<RefreshHash, StoredRefresh>,
 }
 
 struct StoredRevocation {
@@ -54,12 +52,8 @@ struct StoredSession {
     username: String,
     expires_at: UnixMillis,
     revoked: bool,
-}
-
-struct StoredRefresh {
-    sid: String,
-    expires_at: UnixMillis,
-    used: bool,
+    generation: u64,
+    current_hash: [u8; 32],
 }
 
 struct StoredTicket {
@@ -121,7 +115,6 @@ async fn purge_task(shared: Weak<Shared>, interval: Duration) {
         state.tickets.retain(|_, t| t.expires_at > now);
         state.revoked.retain(|_, r| r.expires_at > now);
         state.sessions.retain(|_, s| s.expires_at > now);
-        state.refresh.retain(|_, r| r.expires_at > now);
     }
 }
 
@@ -222,72 +215,46 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn create_session(
-        &self,
-        session: SessionRecord,
-        first: RefreshRecord,
-    ) -> Result<(), StoreError> {
+    async fn create_session(&self, session: SessionRecord) -> Result<(), StoreError> {
         let mut state = self.state();
-        if state.sessions.contains_key(&session.sid) || state.refresh.contains_key(&first.hash) {
-            return Err(StoreError::Duplicate);
+        match state.sessions.entry(session.sid) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(StoreError::Duplicate),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(StoredSession {
+                    username: session.username,
+                    expires_at: session.expires_at,
+                    revoked: false,
+                    generation: session.generation,
+                    current_hash: session.current_hash,
+                });
+                Ok(())
+            }
         }
-        state.refresh.insert(
-            first.hash,
-            StoredRefresh {
-                sid: session.sid.clone(),
-                expires_at: first.expires_at,
-                used: false,
-            },
-        );
-        state.sessions.insert(
-            session.sid,
-            StoredSession {
-                username: session.username,
-                expires_at: session.expires_at,
-                revoked: false,
-            },
-        );
-        Ok(())
     }
 
     async fn rotate_refresh(
         &self,
-        old: &RefreshHash,
+        rotation: &Rotation,
         now: UnixMillis,
-        next: RefreshRecord,
     ) -> Result<RefreshOutcome, StoreError> {
         let mut state = self.state();
-        let Some(token) = state.refresh.get_mut(old) else {
+        let Some(session) = state.sessions.get_mut(&rotation.sid) else {
             return Ok(RefreshOutcome::Invalid);
         };
-        if token.expires_at <= now {
-            return Ok(RefreshOutcome::Invalid);
-        }
-        let was_used = std::mem::replace(&mut token.used, true);
-        let sid = token.sid.clone();
-        let Some(session) = state.sessions.get_mut(&sid) else {
-            return Ok(RefreshOutcome::Invalid);
-        };
-        if was_used {
-            return Ok(RefreshOutcome::Reused {
-                sid,
-                username: session.username.clone(),
-            });
-        }
         if session.revoked || session.expires_at <= now {
             return Ok(RefreshOutcome::Invalid);
         }
-        session.expires_at = session.expires_at.max(next.expires_at);
         let username = session.username.clone();
-        state.refresh.insert(
-            next.hash,
-            StoredRefresh {
-                sid: sid.clone(),
-                expires_at: next.expires_at,
-                used: false,
-            },
-        );
-        Ok(RefreshOutcome::Rotated { sid, username })
+        if rotation.generation < session.generation {
+            return Ok(RefreshOutcome::Reused { username });
+        }
+        if rotation.generation > session.generation || rotation.presented != session.current_hash {
+            return Ok(RefreshOutcome::Invalid);
+        }
+        session.generation += 1;
+        session.current_hash = rotation.next;
+        session.expires_at = session.expires_at.max(rotation.next_expires_at);
+        Ok(RefreshOutcome::Rotated { username })
     }
 
     async fn revoke_session(

@@ -46,52 +46,52 @@ impl UserRecord {
 /// SHA-256 of a ticket's text: all a store ever sees of a ticket.
 pub type TicketHash = [u8; 32];
 
-/// SHA-256 of a refresh token: all a store ever sees of one.
-pub type RefreshHash = [u8; 32];
-
-/// A login session: the family of every refresh and access token descended from one login.
+/// A login session: the family of every refresh and access token descended from one login. One
+/// record per session, however often it rotates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     /// Session id, also the `sid` claim of its access tokens.
     pub sid: String,
     /// The session's user.
     pub username: String,
-    /// When the session's newest refresh token expires (extended by every rotation).
+    /// When the current refresh token expires (moved forward by every rotation).
     pub expires_at: UnixMillis,
+    /// How many rotations happened: the generation of the current refresh token.
+    pub generation: u64,
+    /// SHA-256 of the current refresh token.
+    pub current_hash: [u8; 32],
 }
 
-/// One refresh token of a session.
+/// A refresh token presented for rotation, and its successor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefreshRecord {
-    /// Hash of the token text.
-    pub hash: RefreshHash,
-    /// Its session.
+pub struct Rotation {
+    /// The session the presented token names.
     pub sid: String,
-    /// The session's user.
-    pub username: String,
-    /// After this instant it is refused.
-    pub expires_at: UnixMillis,
+    /// The generation the presented token names.
+    pub generation: u64,
+    /// Hash of the presented token.
+    pub presented: [u8; 32],
+    /// Hash of the successor (generation + 1).
+    pub next: [u8; 32],
+    /// Expiry of the successor.
+    pub next_expires_at: UnixMillis,
 }
 
 /// What presenting a refresh token found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
-    /// It was current: it is now spent and its successor is stored.
+    /// It was current: the session now holds its successor.
     Rotated {
-        /// The session, for the new access token's `sid`.
-        sid: String,
         /// The session's user.
         username: String,
     },
-    /// It had been rotated before: someone replays a stolen token (or its owner does, after theft).
-    /// The caller revokes the whole session.
+    /// It was a genuine token of an earlier generation: someone replays a stolen token (or its owner
+    /// does, after theft). The caller revokes the session.
     Reused {
-        /// The session to revoke.
-        sid: String,
         /// Its user.
         username: String,
     },
-    /// Unknown, expired, or its session was revoked.
+    /// Unknown session, expired, revoked, or not the session's token.
     Invalid,
 }
 
@@ -204,21 +204,16 @@ pub trait Store: Send + Sync + 'static {
     /// session revoked through another instance.
     async fn revocations_since(&self, since: UnixMillis) -> Result<Vec<Revoked>, StoreError>;
 
-    /// Starts a session with its first refresh token.
-    async fn create_session(
-        &self,
-        session: SessionRecord,
-        first: RefreshRecord,
-    ) -> Result<(), StoreError>;
+    /// Starts a session (generation 0).
+    async fn create_session(&self, session: SessionRecord) -> Result<(), StoreError>;
 
-    /// Spends the refresh token `old` and stores `next` in its place, atomically: of concurrent calls
-    /// with one token, exactly one is `Rotated` and the others `Reused`. A spent token presented
-    /// again is `Reused`. `next.sid`/`next.username` are ignored and taken from `old`'s session.
+    /// Rotates a session's refresh token, atomically: only the current generation with the current
+    /// hash moves the session on. Of concurrent calls with one token exactly one is `Rotated`; the
+    /// others, and any later call with that token, are `Reused`.
     async fn rotate_refresh(
         &self,
-        old: &RefreshHash,
+        rotation: &Rotation,
         now: UnixMillis,
-        next: RefreshRecord,
     ) -> Result<RefreshOutcome, StoreError>;
 
     /// Marks a session revoked (its refresh tokens stop working) and records the `sid:` revocation

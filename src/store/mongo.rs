@@ -17,8 +17,8 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    RefreshHash, RefreshOutcome, RefreshRecord, Revoked, SessionRecord, Store, StoreError,
-    TicketHash, TicketOutcome, TicketRecord, UnixMillis, UserRecord,
+    RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketHash, TicketOutcome,
+    TicketRecord, UnixMillis, UserRecord,
 };
 
 /// Ticket documents outlive their expiry by this much before the TTL monitor may delete them. Within
@@ -35,7 +35,6 @@ const USERS: &str = "users";
 const TICKETS: &str = "ws_tickets";
 const REVOKED: &str = "revoked_tokens";
 const SESSIONS: &str = "sessions";
-const REFRESH: &str = "refresh_tokens";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct UserDoc {
@@ -75,17 +74,10 @@ struct SessionDoc {
     username_key: String,
     expires_at: DateTime,
     revoked: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct RefreshDoc {
-    /// Hex SHA-256 of the token.
-    #[serde(rename = "_id")]
-    id: String,
-    sid: String,
-    username: String,
-    expires_at: DateTime,
-    used: bool,
+    /// Generation of the current refresh token (BSON has no unsigned integers).
+    generation: i64,
+    /// Hex SHA-256 of the current refresh token.
+    current_hash: String,
 }
 
 /// Handle to the MongoDB store. Cheap to clone (the driver's client is a shared pool).
@@ -96,7 +88,6 @@ pub struct MongoStore {
     tickets: Collection<TicketDoc>,
     revoked: Collection<RevokedDoc>,
     sessions: Collection<SessionDoc>,
-    refresh: Collection<RefreshDoc>,
     timeout: Duration,
 }
 
@@ -165,7 +156,6 @@ impl MongoStore {
             tickets: db.collection(TICKETS),
             revoked: db.collection(REVOKED),
             sessions: db.collection(SESSIONS),
-            refresh: db.collection(REFRESH),
             db,
             timeout,
         };
@@ -205,7 +195,6 @@ impl MongoStore {
         self.bounded(self.revoked.create_index(ttl_index())).await?;
         self.bounded(self.sessions.create_index(ttl_index()))
             .await?;
-        self.bounded(self.refresh.create_index(ttl_index())).await?;
         let feed = IndexModel::builder()
             .keys(doc! {"revoked_at": 1})
             .options(
@@ -398,30 +387,17 @@ impl Store for MongoStore {
             .collect())
     }
 
-    async fn create_session(
-        &self,
-        session: SessionRecord,
-        first: RefreshRecord,
-    ) -> Result<(), StoreError> {
+    async fn create_session(&self, session: SessionRecord) -> Result<(), StoreError> {
         self.insert(
             &self.sessions,
             SessionDoc {
                 username_key: UserRecord::key_of(&session.username),
-                username: session.username.clone(),
-                sid: session.sid.clone(),
+                username: session.username,
+                sid: session.sid,
                 expires_at: DateTime::from_millis(session.expires_at),
                 revoked: false,
-            },
-        )
-        .await?;
-        self.insert(
-            &self.refresh,
-            RefreshDoc {
-                id: hex(&first.hash),
-                sid: session.sid,
-                username: session.username,
-                expires_at: DateTime::from_millis(first.expires_at),
-                used: false,
+                generation: session.generation as i64,
+                current_hash: hex(&session.current_hash),
             },
         )
         .await
@@ -429,56 +405,44 @@ impl Store for MongoStore {
 
     async fn rotate_refresh(
         &self,
-        old: &RefreshHash,
+        rotation: &Rotation,
         now: UnixMillis,
-        next: RefreshRecord,
     ) -> Result<RefreshOutcome, StoreError> {
         let now = DateTime::from_millis(now);
-        let id = hex(old);
-        // Spend the token: a compare-and-set of `used` from false to true, so of concurrent callers
-        // exactly one matches (the same shape as ticket consumption).
-        let claimed = self
-            .bounded(self.refresh.find_one_and_update(
-                doc! {"_id": &id, "used": false, "expires_at": {"$gt": now}},
-                doc! {"$set": {"used": true}},
-            ))
-            .await?;
-        let Some(previous) = claimed else {
-            // Not claimable: spent before (reuse), or unknown/expired.
-            let existing = self
-                .bounded(self.refresh.find_one(doc! {"_id": &id}))
-                .await?;
-            return Ok(match existing {
-                Some(t) if t.used && t.expires_at > now => RefreshOutcome::Reused {
-                    sid: t.sid,
-                    username: t.username,
-                },
-                _ => RefreshOutcome::Invalid,
-            });
-        };
-        let extended = self
+        let generation = rotation.generation as i64;
+        // One compare-and-set on the session: only the current generation with the current hash
+        // moves it on, so of concurrent rotations with one token exactly one matches.
+        let rotated = self
             .bounded(self.sessions.find_one_and_update(
-                doc! {"_id": &previous.sid, "revoked": false, "expires_at": {"$gt": now}},
-                doc! {"$max": {"expires_at": DateTime::from_millis(next.expires_at)}},
+                doc! {
+                    "_id": &rotation.sid,
+                    "revoked": false,
+                    "expires_at": {"$gt": now},
+                    "generation": generation,
+                    "current_hash": hex(&rotation.presented),
+                },
+                doc! {
+                    "$set": {"generation": generation + 1, "current_hash": hex(&rotation.next)},
+                    "$max": {"expires_at": DateTime::from_millis(rotation.next_expires_at)},
+                },
             ))
             .await?;
-        if extended.is_none() {
-            return Ok(RefreshOutcome::Invalid);
+        if let Some(session) = rotated {
+            return Ok(RefreshOutcome::Rotated {
+                username: session.username,
+            });
         }
-        self.insert(
-            &self.refresh,
-            RefreshDoc {
-                id: hex(&next.hash),
-                sid: previous.sid.clone(),
-                username: previous.username.clone(),
-                expires_at: DateTime::from_millis(next.expires_at),
-                used: false,
-            },
-        )
-        .await?;
-        Ok(RefreshOutcome::Rotated {
-            sid: previous.sid,
-            username: previous.username,
+        // Not rotatable: find out why.
+        let session = self
+            .bounded(self.sessions.find_one(doc! {"_id": &rotation.sid}))
+            .await?;
+        Ok(match session {
+            Some(s) if !s.revoked && s.expires_at > now && generation < s.generation => {
+                RefreshOutcome::Reused {
+                    username: s.username,
+                }
+            }
+            _ => RefreshOutcome::Invalid,
         })
     }
 

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use wsgate::store::{
-    now_millis, RefreshOutcome, RefreshRecord, Revoked, SessionRecord, Store, StoreError,
-    TicketOutcome, TicketRecord, UserRecord,
+    now_millis, RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketOutcome,
+    TicketRecord, UserRecord,
 };
 
 /// Instantiates every store test for one backend. `$make` is an async expression yielding
@@ -196,72 +196,76 @@ pub async fn revocations_are_remembered_on(store: Arc<dyn Store>) {
     assert!(store.revocations_since(now + 1).await.unwrap().is_empty());
 }
 
-fn refresh(byte: u8, sid: &str, ttl_ms: i64) -> RefreshRecord {
-    RefreshRecord {
-        hash: [byte; 32],
-        sid: sid.into(),
-        username: "alice".into(),
-        expires_at: now_millis() + ttl_ms,
-    }
-}
-
 async fn start_session(store: &Arc<dyn Store>, sid: &str, first: u8) {
     store
-        .create_session(
-            SessionRecord {
-                sid: sid.into(),
-                username: "alice".into(),
-                expires_at: now_millis() + 60_000,
-            },
-            refresh(first, sid, 60_000),
-        )
+        .create_session(SessionRecord {
+            sid: sid.into(),
+            username: "alice".into(),
+            expires_at: now_millis() + 60_000,
+            generation: 0,
+            current_hash: [first; 32],
+        })
         .await
         .unwrap();
+}
+
+fn rotation(sid: &str, generation: u64, presented: u8, next: u8) -> Rotation {
+    Rotation {
+        sid: sid.into(),
+        generation,
+        presented: [presented; 32],
+        next: [next; 32],
+        next_expires_at: now_millis() + 60_000,
+    }
 }
 
 pub async fn refresh_tokens_rotate_and_reuse_is_detected_on(store: Arc<dyn Store>) {
     start_session(&store, "s1", 1).await;
     let now = now_millis();
+    let rotated = RefreshOutcome::Rotated {
+        username: "alice".into(),
+    };
     assert_eq!(
         store
-            .rotate_refresh(&[1; 32], now, refresh(2, "", 60_000))
+            .rotate_refresh(&rotation("s1", 0, 1, 2), now)
             .await
             .unwrap(),
-        RefreshOutcome::Rotated {
-            sid: "s1".into(),
-            username: "alice".into()
-        }
+        rotated
     );
-    // The successor works; the spent token is reuse.
-    assert!(matches!(
-        store
-            .rotate_refresh(&[2; 32], now, refresh(3, "", 60_000))
-            .await
-            .unwrap(),
-        RefreshOutcome::Rotated { .. }
-    ));
+    // The successor works; the spent generation is reuse.
     assert_eq!(
         store
-            .rotate_refresh(&[1; 32], now, refresh(4, "", 60_000))
+            .rotate_refresh(&rotation("s1", 1, 2, 3), now)
+            .await
+            .unwrap(),
+        rotated
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(&rotation("s1", 0, 1, 4), now)
             .await
             .unwrap(),
         RefreshOutcome::Reused {
-            sid: "s1".into(),
             username: "alice".into()
         }
     );
-    assert_eq!(
-        store
-            .rotate_refresh(&[9; 32], now, refresh(5, "", 60_000))
-            .await
-            .unwrap(),
-        RefreshOutcome::Invalid
-    );
-    // Expired tokens are invalid, whatever any purge has done.
+    // Current generation with the wrong hash, a future generation, an unknown session: invalid.
+    for bad in [
+        rotation("s1", 2, 9, 5),
+        rotation("s1", 7, 3, 5),
+        rotation("nope", 0, 1, 5),
+    ] {
+        assert_eq!(
+            store.rotate_refresh(&bad, now).await.unwrap(),
+            RefreshOutcome::Invalid,
+            "{bad:?}"
+        );
+    }
+    // Expired sessions are invalid, whatever any purge has done.
     start_session(&store, "s2", 6).await;
     assert_eq!(
         store
-            .rotate_refresh(&[6; 32], now + 120_000, refresh(7, "", 60_000))
+            .rotate_refresh(&rotation("s2", 0, 6, 7), now + 120_000)
             .await
             .unwrap(),
         RefreshOutcome::Invalid
@@ -276,20 +280,19 @@ pub async fn revoked_sessions_stop_refreshing_on(store: Arc<dyn Store>) {
     assert!(store.is_revoked("anything", "s1").await.unwrap());
     assert_eq!(
         store
-            .rotate_refresh(&[1; 32], now, refresh(3, "", 60_000))
+            .rotate_refresh(&rotation("s1", 0, 1, 3), now)
             .await
             .unwrap(),
         RefreshOutcome::Invalid
     );
-    let mut sids = store
+    let sids = store
         .revoke_user_sessions("ALICE", now + 60_000, now)
         .await
         .unwrap();
-    sids.sort();
     assert_eq!(sids, vec!["s2".to_string()], "s1 was already revoked");
     assert_eq!(
         store
-            .rotate_refresh(&[2; 32], now, refresh(4, "", 60_000))
+            .rotate_refresh(&rotation("s2", 0, 2, 4), now)
             .await
             .unwrap(),
         RefreshOutcome::Invalid
@@ -303,7 +306,7 @@ pub async fn concurrent_rotations_yield_one_winner_on(store: Arc<dyn Store>) {
         let store = store.clone();
         tokio::spawn(async move {
             store
-                .rotate_refresh(&[1; 32], now_millis(), refresh(100 + i, "", 60_000))
+                .rotate_refresh(&rotation("s1", 0, 1, 100 + i), now_millis())
                 .await
         })
     });

@@ -38,8 +38,7 @@ where
         Ok(claims) => {
             tracing::Span::current().record("user", claims.sub.as_str());
             tracing::info!("socket authenticated");
-            let mut membership = Membership::join(&app, conn, &claims);
-            let joined = membership.joined.take();
+            let (joined, _membership) = Membership::join(&app, conn, &claims);
             Session::new(&app, conn, claims).run(&mut ws, joined).await
         }
         Err(outcome) => outcome,
@@ -64,19 +63,15 @@ where
 struct Membership<'a> {
     app: &'a App,
     conn: ConnId,
-    joined: Option<super::hub::Joined>,
 }
 
 impl<'a> Membership<'a> {
-    fn join(app: &'a App, conn: ConnId, claims: &Claims) -> Self {
+    /// Joins the hub: what the socket gets, and the guard that leaves again.
+    fn join(app: &'a App, conn: ConnId, claims: &Claims) -> (super::hub::Joined, Self) {
         let joined = app
             .hub
             .join(conn, &claims.sub, claims.jti.clone(), claims.sid.clone());
-        Self {
-            app,
-            conn,
-            joined: Some(joined),
-        }
+        (joined, Self { app, conn })
     }
 }
 
@@ -201,19 +196,16 @@ impl<'a> Session<'a> {
     async fn run<S>(
         mut self,
         ws: &mut WebSocketStream<S>,
-        joined: Option<super::hub::Joined>,
+        joined: super::hub::Joined,
     ) -> Option<CloseReason>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let Some(super::hub::Joined {
+        let super::hub::Joined {
             users,
             mut feed,
             mut kicked,
-        }) = joined
-        else {
-            return Some(CloseReason::ServerShutdown);
-        };
+        } = joined;
         let hello = ServerFrame::AuthOk {
             user: &self.claims.sub,
             expires_at: self.claims.exp,

@@ -16,7 +16,7 @@ use crate::ws::hub::Hub;
 /// Read buffer per WebSocket. Chat frames are small; tungstenite's 128 KiB default would be resident
 /// (and zero-filled before each read) for every idle socket, and it is most of what an idle socket
 /// costs. Larger frames still work: the buffer grows for them and the frame-size limit bounds how far.
-pub const WS_READ_BUFFER: usize = 2 * 1024;
+pub const WS_READ_BUFFER: usize = 1024;
 
 /// Everything the server shares. Built once by `startup`; handed around as `Arc<App>`.
 pub struct App {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -206,12 +206,14 @@ impl<'a> Session<'a> {
             mut feed,
             mut kicked,
         } = joined;
+        // Serialized at once, so neither the presence list nor the frame stays in this future.
         let hello = ServerFrame::AuthOk {
             user: &self.claims.sub,
             expires_at: self.claims.exp,
             users,
-        };
-        if let Err(failed) = self.write(ws, hello.to_json()).await {
+        }
+        .to_json();
+        if let Err(failed) = self.write(ws, hello).await {
             return failed.close_reason();
         }
         let beat = self.app.settings.heartbeat;
@@ -242,7 +244,9 @@ impl<'a> Session<'a> {
                     if self.last_heard.elapsed() >= beat * 2 {
                         return Some(CloseReason::HeartbeatTimeout);
                     }
-                    if let Err(failed) = self.send(ws, Message::Ping(Default::default())).await {
+                    let mut ping = Vec::with_capacity(2);
+                    encode_frame(&mut ping, OPCODE_PING, &[]);
+                    if let Err(failed) = self.write_raw(ws, ping).await {
                         return failed.close_reason();
                     }
                 }
@@ -362,30 +366,18 @@ impl<'a> Session<'a> {
             .map_err(WriteFailed::close_reason)
     }
 
+    /// Sends one text frame.
     async fn write<S>(&self, ws: &mut WebSocketStream<S>, json: String) -> Result<(), WriteFailed>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        self.send(ws, Message::Text(json.into())).await
+        let mut out = Vec::with_capacity(json.len() + 10);
+        encode_frame(&mut out, OPCODE_TEXT, json.as_bytes());
+        drop(json);
+        self.write_raw(ws, out).await
     }
 
-    /// Sends one frame, giving up after the write timeout (a peer that does not read).
-    async fn send<S>(
-        &self,
-        ws: &mut WebSocketStream<S>,
-        message: Message,
-    ) -> Result<(), WriteFailed>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        match timeout(self.write_timeout, ws.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(WriteFailed::Broken),
-            Err(_) => Err(WriteFailed::Slow),
-        }
-    }
-
-    /// Writes `first` and whatever else is already pending in the feed, then flushes once.
+    /// Writes `first` and whatever else is already pending in the feed, in one write.
     async fn write_batch<S>(
         &self,
         ws: &mut WebSocketStream<S>,
@@ -395,23 +387,60 @@ impl<'a> Session<'a> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let batch = async {
-            ws.feed(Message::Text(first)).await?;
-            for _ in 1..WRITE_BATCH {
-                match feed.try_recv() {
-                    Ok(frame) => ws.feed(Message::Text(frame)).await?,
-                    Err(TryRecvError::Lagged(_)) => return Ok(Err(WriteFailed::Slow)),
-                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-                }
+        let mut out = Vec::with_capacity(first.len() + 10);
+        encode_frame(&mut out, OPCODE_TEXT, first.as_bytes());
+        drop(first);
+        for _ in 1..WRITE_BATCH {
+            match feed.try_recv() {
+                Ok(frame) => encode_frame(&mut out, OPCODE_TEXT, frame.as_bytes()),
+                Err(TryRecvError::Lagged(_)) => return Err(WriteFailed::Slow),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
-            ws.flush().await.map(|()| Ok(()))
+        }
+        self.write_raw(ws, out).await
+    }
+
+    /// Writes encoded frames straight to the connection, giving up after the write timeout (a peer
+    /// that does not read). tungstenite's own queue (pongs, close replies) is flushed first, so whole
+    /// frames never interleave. The buffer lives only for this write: tungstenite's write buffer
+    /// keeps its largest size forever, which made every socket keep its `auth_ok` (and with it the
+    /// whole presence list) resident.
+    async fn write_raw<S>(&self, ws: &mut WebSocketStream<S>, out: Vec<u8>) -> Result<(), WriteFailed>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let write = async {
+            ws.flush().await.map_err(std::io::Error::other)?;
+            let io = ws.get_mut();
+            io.write_all(&out).await?;
+            io.flush().await
         };
-        match timeout(self.write_timeout, batch).await {
-            Ok(Ok(result)) => result,
+        match timeout(self.write_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(WriteFailed::Broken),
             Err(_) => Err(WriteFailed::Slow),
         }
     }
+}
+
+const OPCODE_TEXT: u8 = 0x1;
+const OPCODE_PING: u8 = 0x9;
+
+/// Appends one unmasked, final server frame (RFC 6455 section 5.2).
+fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
 }
 
 /// Sends our close frame (if any), completes the peer's close handshake, then lingers briefly reading
@@ -422,7 +451,16 @@ async fn close<S>(ws: &mut WebSocketStream<S>, reason: Option<CloseReason>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = timeout(CLOSE_LINGER, ws.close(reason.map(CloseReason::frame))).await;
+    match reason {
+        Some(reason) => {
+            let _ = timeout(CLOSE_LINGER, ws.close(Some(reason.frame()))).await;
+        }
+        // The peer closed (or vanished): tungstenite has queued the echo of its close frame; send
+        // it. (`close` would try to start a second close handshake and fail without sending.)
+        None => {
+            let _ = timeout(CLOSE_LINGER, ws.flush()).await;
+        }
+    }
     let drain = async {
         // On the heap: a buffer declared here would be part of every socket's future for its whole
         // life, not just while closing.

@@ -531,14 +531,25 @@ impl Socket {
         }
     }
 
-    /// Closes politely.
+    /// Closes politely and checks the server echoes the close frame (RFC 6455 section 5.5.1) within
+    /// a second, as browsers expect.
     pub async fn close(mut self) -> Result<()> {
-        let _ = self.ws.close(None).await;
-        // Read until the server answers the close (or drops).
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(_)) = self.ws.next().await {}
+        self.ws.close(None).await?;
+        let reply = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Ok(_)) => continue,
+                    Some(Err(WsError::ConnectionClosed)) => return Ok(()),
+                    Some(Err(err)) => bail!("no close reply: {err}"),
+                    None => bail!("connection ended without a close reply"),
+                }
+            }
         })
         .await;
-        Ok(())
+        match reply {
+            Ok(result) => result,
+            Err(_) => bail!("the server did not answer the close within 1 s"),
+        }
     }
 }

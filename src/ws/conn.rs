@@ -24,7 +24,7 @@ use crate::store::now_millis;
 /// Broadcast frames written per flush at most: pending frames leave in one write, but one busy
 /// socket cannot starve its own reads for long.
 const WRITE_BATCH: usize = 64;
-/// How long a closing socket waits for the peer to finish the close handshake.
+/// How long a closing socket waits for each step of the close handshake.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Bytes a closing socket will read and discard while lingering.
 const CLOSE_DRAIN_LIMIT: usize = 1 << 20;
@@ -151,6 +151,24 @@ struct Session<'a> {
     write_timeout: Duration,
 }
 
+/// The deadlines of an authenticated socket.
+struct Timers {
+    /// Next heartbeat check and ping.
+    ping_at: Instant,
+    /// When to send `token_expiring`; `None` once sent for the current token.
+    warn_at: Option<Instant>,
+    /// When the current token stops being acceptable.
+    expire_at: Instant,
+}
+
+impl Timers {
+    /// The earliest pending deadline.
+    fn next(&self) -> Instant {
+        let soonest = self.ping_at.min(self.expire_at);
+        self.warn_at.map_or(soonest, |at| soonest.min(at))
+    }
+}
+
 /// Why the write side gave up.
 enum WriteFailed {
     /// The peer cannot keep up: it fell too far behind the broadcast, or a write did not complete
@@ -216,39 +234,48 @@ impl<'a> Session<'a> {
         if let Err(failed) = self.write(ws, hello).await {
             return failed.close_reason();
         }
+        // One timer for every deadline of the socket (next ping, token warning, token expiry): one
+        // timer entry per socket instead of three, and less state in every idle socket's future.
         let beat = self.app.settings.heartbeat;
-        let mut heartbeat = tokio::time::interval_at(Instant::now() + beat, beat);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let expiry = tokio::time::sleep_until(self.token_deadline());
-        tokio::pin!(expiry);
-        let warning = tokio::time::sleep_until(self.warning_time());
-        tokio::pin!(warning);
-        // One warning per token; a refresh re-arms it.
-        let mut warned = false;
+        let mut timers = Timers {
+            ping_at: Instant::now() + beat,
+            warn_at: Some(self.warning_time()),
+            expire_at: self.token_deadline(),
+        };
+        let timer = tokio::time::sleep_until(timers.next());
+        tokio::pin!(timer);
 
         loop {
             tokio::select! {
                 biased;
                 _ = self.app.shutdown.cancelled() => return Some(CloseReason::ServerShutdown),
                 reason = &mut kicked => return Some(reason.unwrap_or(CloseReason::ServerShutdown)),
-                _ = &mut expiry => return Some(CloseReason::TokenExpired),
-                _ = &mut warning, if !warned => {
-                    warned = true;
-                    let expires_in = (self.claims.exp - crate::auth::jwt::unix_now()).max(0);
-                    let frame = ServerFrame::TokenExpiring { expires_in };
-                    if let Err(failed) = self.write(ws, frame.to_json()).await {
-                        return failed.close_reason();
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if now >= timers.expire_at {
+                        return Some(CloseReason::TokenExpired);
                     }
-                }
-                _ = heartbeat.tick() => {
-                    if self.last_heard.elapsed() >= beat * 2 {
-                        return Some(CloseReason::HeartbeatTimeout);
+                    if timers.warn_at.is_some_and(|at| now >= at) {
+                        // One warning per token; a refresh re-arms it.
+                        timers.warn_at = None;
+                        let expires_in = (self.claims.exp - crate::auth::jwt::unix_now()).max(0);
+                        let frame = ServerFrame::TokenExpiring { expires_in };
+                        if let Err(failed) = self.write(ws, frame.to_json()).await {
+                            return failed.close_reason();
+                        }
                     }
-                    let mut ping = Vec::with_capacity(2);
-                    encode_frame(&mut ping, OPCODE_PING, &[]);
-                    if let Err(failed) = self.write_raw(ws, ping).await {
-                        return failed.close_reason();
+                    if now >= timers.ping_at {
+                        if self.last_heard.elapsed() >= beat * 2 {
+                            return Some(CloseReason::HeartbeatTimeout);
+                        }
+                        timers.ping_at = now + beat;
+                        let mut ping = Vec::with_capacity(2);
+                        encode_frame(&mut ping, OPCODE_PING, &[]);
+                        if let Err(failed) = self.write_raw(ws, ping).await {
+                            return failed.close_reason();
+                        }
                     }
+                    timer.as_mut().reset(timers.next());
                 }
                 frame = feed.recv() => match frame {
                     Ok(frame) => {
@@ -272,9 +299,9 @@ impl<'a> Session<'a> {
                     };
                     match Box::pin(self.handle_frame(ws, text)).await {
                         Ok(Some(new_deadline)) => {
-                            expiry.as_mut().reset(new_deadline);
-                            warning.as_mut().reset(self.warning_time());
-                            warned = false;
+                            timers.expire_at = new_deadline;
+                            timers.warn_at = Some(self.warning_time());
+                            timer.as_mut().reset(timers.next());
                         }
                         Ok(None) => {}
                         Err(reason) => return reason,
@@ -405,7 +432,11 @@ impl<'a> Session<'a> {
     /// frames never interleave. The buffer lives only for this write: tungstenite's write buffer
     /// keeps its largest size forever, which made every socket keep its `auth_ok` (and with it the
     /// whole presence list) resident.
-    async fn write_raw<S>(&self, ws: &mut WebSocketStream<S>, out: Vec<u8>) -> Result<(), WriteFailed>
+    async fn write_raw<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        out: Vec<u8>,
+    ) -> Result<(), WriteFailed>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -443,35 +474,52 @@ fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// Sends our close frame (if any), completes the peer's close handshake, then lingers briefly reading
-/// and discarding whatever the peer still sends. Dropping a TCP socket with unread input makes the
-/// kernel answer with RST, which can destroy the close frame before the peer reads it (the 1009 case:
-/// the rest of the oversized frame is still unread).
+/// Ends the close handshake and the connection (RFC 6455 section 7.1.1: the server closes TCP first).
+///
+/// Peer-initiated (`None`): echo its close frame and close at once. Server-initiated: send our close
+/// frame, wait (briefly) for the peer's echo, then close. While waiting, input is read, not left
+/// unread: closing a TCP socket with unread input makes the kernel answer with RST, which can destroy
+/// our close frame before the peer reads it (the 1009 case: the rest of the oversized frame is still
+/// unread).
 async fn close<S>(ws: &mut WebSocketStream<S>, reason: Option<CloseReason>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match reason {
-        Some(reason) => {
-            let _ = timeout(CLOSE_LINGER, ws.close(Some(reason.frame()))).await;
-        }
-        // The peer closed (or vanished): tungstenite has queued the echo of its close frame; send
-        // it. (`close` would try to start a second close handshake and fail without sending.)
+        // tungstenite has queued the echo of the peer's close; `close` would try to start a second
+        // handshake and fail without sending it.
         None => {
             let _ = timeout(CLOSE_LINGER, ws.flush()).await;
         }
-    }
-    let drain = async {
-        // On the heap: a buffer declared here would be part of every socket's future for its whole
-        // life, not just while closing.
-        let mut buf = vec![0u8; 4096];
-        let mut total = 0;
-        while total < CLOSE_DRAIN_LIMIT {
-            match ws.get_mut().read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
+        Some(reason) => {
+            let _ = timeout(CLOSE_LINGER, ws.close(Some(reason.frame()))).await;
+            let _ = timeout(CLOSE_LINGER, await_close_echo(ws)).await;
         }
-    };
-    let _ = timeout(CLOSE_LINGER, drain).await;
+    }
+    let _ = timeout(CLOSE_LINGER, ws.get_mut().shutdown()).await;
+}
+
+/// Reads until the peer echoes our close frame or goes away. Input that no longer parses as
+/// frames (what follows an oversized frame) is read and discarded, up to a limit.
+async fn await_close_echo<S>(ws: &mut WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        match ws.next().await {
+            None | Some(Ok(Message::Close(_))) => return,
+            Some(Ok(_)) => continue,
+            Some(Err(_)) => break,
+        }
+    }
+    // On the heap: a buffer declared here would be part of every socket's future for its whole
+    // life, not just while closing.
+    let mut buf = vec![0u8; 4096];
+    let mut total = 0;
+    while total < CLOSE_DRAIN_LIMIT {
+        match ws.get_mut().read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
 }

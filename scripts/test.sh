@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every check: formatting, lints, all tests on both stores (embedded and
 # MongoDB wire protocol via SecantusDB), the scenario suite against the real binary (whose log is then
-# checked for leaked secrets), the web client in headless Chromium, and the compose file. Works on a fresh machine with only the Rust
+# checked for leaked secrets), the web client in headless Chromium, a smoke run of every load-tool
+# workload, and the compose file. Works on a fresh machine with only the Rust
 # toolchain: whatever else a stage needs, its own script installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,9 @@ scripts/run-scenarios-against-binary.sh
 
 stage "web client in headless Chromium (scripts/browser-tests.sh)"
 scripts/browser-tests.sh
+
+stage "load tool smoke: every workload tiny, correctness only (scripts/bench.sh --smoke)"
+scripts/bench.sh --smoke
 
 stage "docker-compose.yml"
 scripts/validate-compose.sh

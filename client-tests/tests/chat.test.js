@@ -10,7 +10,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, NETWORK_NOISE, UserPage } from '../lib/browser.js';
@@ -64,6 +64,7 @@ async function assertClean(users, allowed = []) {
 describe('the wsgate demo chat in Chromium', () => {
   before(async () => {
     // Screenshots of an earlier run's failures would only mislead.
+    mkdirSync(ARTIFACTS, { recursive: true }); // a fresh clone has no target/ yet
     for (const file of readdirSync(ARTIFACTS)) if (file.startsWith('failed-')) rmSync(path.join(ARTIFACTS, file));
     // The restart step needs accounts and sessions to survive a restart, as they do in production:
     // wsgate binds every token to its account, and the embedded store forgets accounts on restart.

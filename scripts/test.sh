@@ -28,16 +28,24 @@ export WSGATE_REQUIRE_MONGO=1
 echo "test MongoDB: $WSGATE_TEST_MONGODB_URI"
 
 stage "cargo test (unit, store suite x2, scenarios x2 stores, server qualities, MongoDB outage)"
-cargo test --workspace
+cargo test --workspace 2>&1 | tee target/test-cargo.log
 
 stage "scenario suite against the real binary (scripts/scenarios.sh)"
-scripts/run-scenarios-against-binary.sh
+scripts/run-scenarios-against-binary.sh 2>&1 | tee target/test-scenarios.log
 
 stage "web client in headless Chromium (scripts/browser-tests.sh)"
-scripts/browser-tests.sh
+scripts/browser-tests.sh 2>&1 | tee target/test-browser.log
 
 stage "load tool smoke: every workload tiny, correctness only (scripts/bench.sh --smoke)"
 scripts/bench.sh --smoke
 
 stage "docker-compose.yml"
 scripts/validate-compose.sh
+
+# One closing line for the whole run (every stage above stops the script on a failure).
+cargo_passed=$(grep -o 'test result: ok\. [0-9]* passed' target/test-cargo.log | grep -o '[0-9]* passed' | awk '{s+=$1} END {print s+0}')
+scenario_passed=$(grep -c '^PASS ' target/test-scenarios.log || true)
+browser_passed=$(grep -o '^ℹ pass [0-9]*' target/test-browser.log | awk '{print $3+0}')
+echo
+echo "cargo tests ${cargo_passed}, scenario and log checks against the binary ${scenario_passed}, browser tests ${browser_passed:-0}"
+echo "$((cargo_passed + scenario_passed + ${browser_passed:-0})) passed, 0 failed"

@@ -129,6 +129,11 @@ pub struct Config {
     #[arg(long, env = "WSGATE_MONGODB_TIMEOUT_MS", default_value_t = 2000)]
     pub mongodb_timeout_ms: u64,
 
+    /// Comma list of reverse proxies (IP or IP/prefix) whose `X-Forwarded-For` names the client for
+    /// rate limits and per-IP caps. Default: none (the TCP peer is the client).
+    #[arg(long, env = "WSGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// Time a client has to send a request's headers, and then its body, in milliseconds.
     #[arg(long, env = "WSGATE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
@@ -261,6 +266,8 @@ pub struct Settings {
     pub outbound_queue: usize,
     /// Connection cap.
     pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: crate::ratelimit::TrustedProxies,
     /// Deadline for a request's headers, and separately for its body.
     pub request_timeout: Duration,
     /// Per-client-IP connection cap; `None` = off.
@@ -303,6 +310,7 @@ impl std::fmt::Debug for Settings {
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("request_timeout", &self.request_timeout)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("mongodb", &self.mongodb)
             .field("client_dir", &self.client_dir)
             .field("log_format", &self.log_format)
@@ -492,6 +500,8 @@ impl Config {
                 "WSGATE_MAX_CONNECTIONS",
                 "max-connections",
             )? as usize,
+            trusted_proxies: crate::ratelimit::TrustedProxies::parse(&self.trusted_proxies)
+                .map_err(|reason| invalid("WSGATE_TRUSTED_PROXIES", "trusted-proxies", reason))?,
             request_timeout: Duration::from_millis(positive(
                 self.request_timeout_ms,
                 "WSGATE_REQUEST_TIMEOUT_MS",

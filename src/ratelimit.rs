@@ -27,6 +27,79 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Reverse proxies whose `X-Forwarded-For` is believed (`WSGATE_TRUSTED_PROXIES`): behind a TLS
+/// proxy every TCP peer is the proxy, and per-IP limits would lump all clients together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses `IP` or `IP/PREFIX` entries.
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+            let (ip, prefix) = match entry.split_once('/') {
+                Some((ip, prefix)) => (ip, Some(prefix)),
+                None => (entry, None),
+            };
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| format!("`{entry}` is not an IP address or IP/prefix"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => max,
+                Some(p) => p
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| format!("`{entry}` has an invalid prefix length"))?,
+            };
+            nets.push((ip, prefix));
+        }
+        Ok(Self(nets))
+    }
+
+    /// Whether no proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|(net, prefix)| match (net, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+                u32::from(*net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*prefix)).unwrap_or(0);
+                u128::from(*net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        })
+    }
+
+    /// The client behind a request from `peer`: the right-most `X-Forwarded-For` entry that is not a
+    /// trusted proxy, when `peer` is one; `peer` otherwise (anyone can write the header).
+    pub fn client(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        if !self.contains(peer) {
+            return peer;
+        }
+        let Some(header) = forwarded_for else {
+            return peer;
+        };
+        let mut client = peer;
+        for hop in header.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) if self.contains(ip) => client = ip,
+                Ok(ip) => return ip,
+                Err(_) => return client,
+            }
+        }
+        client
+    }
+}
+
 /// One per-IP limit, or none when configured to 0.
 pub struct IpLimit(Option<DefaultKeyedRateLimiter<IpAddr>>);
 
@@ -187,6 +260,27 @@ mod tests {
         let limit = IpLimit::per_minute(Some(1));
         assert!(limit.check(a).is_ok());
         assert!(limit.check(b).is_err());
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxies = TrustedProxies::parse(&["10.0.0.0/8".into(), "2001:db8::1".into()]).unwrap();
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "192.0.2.7".parse().unwrap();
+        let xff = Some("198.51.100.1, 203.0.113.9, 10.9.9.9");
+        // The right-most hop that is not a proxy: what the (trusted) proxy chain saw.
+        assert_eq!(
+            proxies.client(proxy, xff),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(proxies.client(stranger, xff), stranger);
+        assert_eq!(proxies.client(proxy, None), proxy);
+        assert_eq!(proxies.client(proxy, Some("garbage")), proxy);
+        assert!(proxies.contains("2001:db8::1".parse().unwrap()));
+        assert!(!proxies.contains("2001:db8::2".parse().unwrap()));
+        assert!(TrustedProxies::parse(&["nope".into()]).is_err());
+        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
+        assert!(TrustedProxies::parse(&[]).unwrap().is_empty());
     }
 
     #[test]

@@ -258,6 +258,8 @@ where
         match accepted {
             Ok((stream, peer)) => {
                 let share = match &per_ip {
+                    // A trusted proxy carries many clients: it is not capped as one.
+                    Some(_) if app.settings.trusted_proxies.contains(peer.ip()) => None,
                     None => None,
                     Some(per_ip) => match per_ip.admit(peer.ip()) {
                         Some(share) => Some(share),
@@ -301,8 +303,16 @@ async fn serve_connection<R>(
         + 'static,
 {
     let routes = warp::service(routes);
+    let proxies = app.settings.trusted_proxies.clone();
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-        req.extensions_mut().insert(ClientAddr(peer));
+        // Behind a trusted proxy the client is named by X-Forwarded-For; otherwise it is the peer.
+        let forwarded_for = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let client = proxies.client(peer.ip(), forwarded_for);
+        req.extensions_mut()
+            .insert(ClientAddr(SocketAddr::new(client, peer.port())));
         req.extensions_mut().insert(slot.clone());
         let mut routes = routes.clone();
         async move { routes.call(req).await }

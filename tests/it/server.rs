@@ -58,6 +58,41 @@ async fn rest_routes_are_rate_limited_per_ip_with_retry_after() {
     expect_429(gw.post_empty("/api/ws-ticket", Some(&token)).await.unwrap()).await;
 }
 
+async fn login_status(url: &str, forwarded_for: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{url}/api/login"))
+        .header("x-forwarded-for", forwarded_for)
+        .body(r#"{"username":"nobody","password":"whatever1"}"#)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
+    let trusted = spawn_app(&[
+        "--rate-login-per-min",
+        "1",
+        "--trusted-proxies",
+        "127.0.0.1",
+    ])
+    .await;
+    assert_eq!(login_status(&trusted.url, "203.0.113.1").await, 401);
+    assert_eq!(login_status(&trusted.url, "203.0.113.1").await, 429);
+    assert_eq!(
+        login_status(&trusted.url, "203.0.113.2").await,
+        401,
+        "another client"
+    );
+
+    // Without trust, the header is anyone's to write and changes nothing.
+    let direct = spawn_app(&["--rate-login-per-min", "1"]).await;
+    assert_eq!(login_status(&direct.url, "203.0.113.1").await, 401);
+    assert_eq!(login_status(&direct.url, "203.0.113.2").await, 429);
+}
+
 #[tokio::test]
 async fn upgrade_checks_origin_then_rate_limit_then_ticket() {
     let server = spawn_app(&["--rate-upgrade-per-min", "1"]).await;

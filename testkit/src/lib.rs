@@ -247,13 +247,7 @@ impl Gateway {
     /// Registers a fresh user (unique name from `prefix`) and logs it in.
     pub async fn new_user(&self, prefix: &str) -> Result<User> {
         let name = unique_name(prefix);
-        let reply = self
-            .post_patiently(
-                "/api/register",
-                Some(json!({"username": name, "password": PASSWORD})),
-                None,
-            )
-            .await?;
+        let reply = self.register(&name, PASSWORD).await?;
         if reply.status != 201 {
             bail!("register {name}: {} {}", reply.status, reply.body);
         }
@@ -262,13 +256,7 @@ impl Gateway {
 
     /// Logs an existing generated user in again (a new token).
     pub async fn relogin(&self, name: &str) -> Result<User> {
-        let reply = self
-            .post_patiently(
-                "/api/login",
-                Some(json!({"username": name, "password": PASSWORD})),
-                None,
-            )
-            .await?;
+        let reply = self.login(name, PASSWORD).await?;
         let token = reply.body["access_token"]
             .as_str()
             .ok_or_else(|| anyhow!("login {name}: {} {}", reply.status, reply.body))?;

@@ -482,24 +482,29 @@ mod binary {
         }
     }
 
-    #[test]
-    fn json_log_format_writes_one_json_object_per_line() {
+    /// Starts the binary on a free port with its log on a pipe; the child and its log lines.
+    fn spawn_logging(
+        extra: &[&str],
+    ) -> (
+        std::process::Child,
+        std::io::Lines<BufReader<std::process::ChildStdout>>,
+    ) {
         let mut child = wsgate()
-            .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--bcrypt-cost",
-                "4",
-                "--log-format",
-                "json",
-            ])
+            .args(["--addr", "127.0.0.1:0", "--bcrypt-cost", "4"])
+            .args(extra)
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
+        (child, BufReader::new(stdout).lines())
+    }
+
+    #[test]
+    fn json_log_format_writes_one_json_object_per_line() {
+        let (mut child, mut lines) = spawn_logging(&["--log-format", "json"]);
         let mut seen_listening = false;
         for _ in 0..3 {
             let line = lines.next().expect("a log line").unwrap();
@@ -519,16 +524,7 @@ mod binary {
 
     #[test]
     fn sigterm_stops_the_server_cleanly() {
-        let mut child = wsgate()
-            .args(["--addr", "127.0.0.1:0", "--bcrypt-cost", "4"])
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
+        let (mut child, mut lines) = spawn_logging(&[]);
         let addr = loop {
             let line = lines.next().expect("server exited early").unwrap();
             if let Some(rest) = line.split("addr=").nth(1) {

@@ -91,7 +91,11 @@ impl Reject for ApiError {}
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Duplicate => ApiError::UsernameTaken,
+            // Only a username can legitimately collide; the register handler maps that case itself.
+            StoreError::Duplicate => {
+                tracing::error!("unexpected duplicate key in the store");
+                ApiError::Internal
+            }
             StoreError::Unavailable(reason) => {
                 tracing::warn!(%reason, "store unavailable");
                 ApiError::StoreUnavailable

@@ -244,7 +244,11 @@ async fn handle_register(app: Arc<App>, creds: Credentials) -> Result<Response, 
             password_hash,
             created_at: now_millis(),
         })
-        .await?;
+        .await
+        .map_err(|err| match err {
+            crate::store::StoreError::Duplicate => ApiError::UsernameTaken,
+            err => ApiError::from(err),
+        })?;
     tracing::info!(user = %creds.username, "user registered");
     Ok(warp::reply::with_status(
         warp::reply::json(&json!({"username": creds.username})),

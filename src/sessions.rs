@@ -97,16 +97,9 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> 
 
 /// Logout: revokes the presented access token and its whole session, and closes their sockets.
 pub async fn end(app: &App, claims: &Claims) -> Result<usize, ApiError> {
-    let now = now_millis();
-    let last_valid = (claims.exp + app.tokens.leeway().as_secs() as i64).saturating_mul(1000);
-    app.store
-        .revoke(&Revoked::Token(claims.jti.clone()), last_valid, now)
-        .await?;
-    let closed = app.hub.kick(
-        &Revoked::Token(claims.jti.clone()),
-        CloseReason::TokenRevoked,
-    );
-    Ok(closed + revoke(app, Revoked::Session(claims.sid.clone()), now).await?)
+    // The session's revocation covers the presented token too (it carries the `sid`, and the
+    // revocation outlives every access token of the session), so one store write and one kick do.
+    revoke(app, Revoked::Session(claims.sid.clone()), now_millis()).await
 }
 
 /// Logout everywhere: revokes every session of the user and closes every socket of the user.

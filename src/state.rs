@@ -79,9 +79,8 @@ impl App {
     pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(WS_READ_BUFFER)
-            // Frames pending for a socket are fed and then flushed once, so they leave in one write;
-            // the connection loop feeds a bounded batch, which bounds this buffer too.
-            .write_buffer_size(16 * 1024)
+            // Data frames are written by `ws::conn` itself; tungstenite's write buffer only carries
+            // its own pongs and close frames, so it stays small.
             .max_message_size(Some(max_frame_bytes))
             .max_frame_size(Some(max_frame_bytes))
     }

@@ -100,6 +100,11 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%reason, "store unavailable");
                 ApiError::StoreUnavailable
             }
+            // Not an outage: the database refused what wsgate asked. Someone must look at it.
+            StoreError::Rejected { code, message } => {
+                tracing::error!(code, %message, "store rejected an operation");
+                ApiError::Internal
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::auth::Claims;
 use crate::error::{recover, ApiError};
 use crate::ratelimit::{IpLimit, IpLimits};
+use crate::sessions::TokenRefused;
 use crate::state::App;
 use crate::store::{now_millis, UserRecord};
 
@@ -305,31 +306,23 @@ fn token_refresh(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Re
         )
 }
 
-/// Verifies `Authorization: Bearer <jwt>` including revocation.
+/// Verifies `Authorization: Bearer <jwt>` by the one token rule (`sessions::accept_token`).
 async fn authenticate(app: &App, header: Option<String>) -> Result<Claims, ApiError> {
     let header = header.ok_or(ApiError::Unauthorized)?;
-    let (scheme, token) = header.split_once(' ').ok_or(ApiError::Unauthorized)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::Unauthorized);
-    }
-    let claims = app
-        .tokens
-        .verify(token.trim())
-        .map_err(|_| ApiError::Unauthorized)?;
-    if app.store.is_revoked(&claims.jti, &claims.sid).await? {
-        return Err(ApiError::Unauthorized);
-    }
-    // The token's account must still exist and be the one it was issued for: after the embedded
-    // store restarts, someone may register the same name, and an old token must not act for them.
-    match app.store.find_user(&claims.sub).await? {
-        Some(user)
-            if user.created_at
-                <= (claims.iat + app.tokens.leeway().as_secs() as i64) * 1000 + 999 =>
-        {
-            Ok(claims)
-        }
-        _ => Err(ApiError::Unauthorized),
-    }
+    let token = bearer_token(&header).ok_or(ApiError::Unauthorized)?;
+    crate::sessions::accept_token(app, token)
+        .await
+        .map_err(|refused| match refused {
+            TokenRefused::Store(err) => ApiError::from(err),
+            _ => ApiError::Unauthorized,
+        })
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive, RFC 9110 11.1).
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn bearer_post(

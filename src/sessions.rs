@@ -10,11 +10,48 @@
 use serde::Serialize;
 
 use crate::auth::refresh::new_session_id;
-use crate::auth::Claims;
+use crate::auth::{Claims, TokenError};
 use crate::error::ApiError;
 use crate::state::App;
-use crate::store::{now_millis, RefreshOutcome, Revoked, Rotation, SessionRecord, UnixMillis};
+use crate::store::{
+    now_millis, RefreshOutcome, Revoked, Rotation, SessionRecord, StoreError, UnixMillis,
+};
 use crate::ws::protocol::CloseReason;
+
+/// Why an access token is not accepted (REST bearer, socket `auth`, socket `refresh`).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenRefused {
+    /// Malformed, forged, foreign or expired.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Its token id or its session was revoked (logout, reuse detection).
+    #[error("token revoked")]
+    Revoked,
+    /// It names no account, or an account created after it was issued: after the embedded store
+    /// restarts someone may register the same name, and an old token must not act for them.
+    #[error("token does not belong to an existing account")]
+    NoAccount,
+    /// The store could not answer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The one rule that accepts an access token, wherever it is presented: signature, algorithm,
+/// issuer, audience and expiry; then revocation; then that its account exists and is not younger
+/// than the token.
+pub async fn accept_token(app: &App, token: &str) -> Result<Claims, TokenRefused> {
+    let claims = app.tokens.verify(token)?;
+    if app.store.is_revoked(&claims.jti, &claims.sid).await? {
+        return Err(TokenRefused::Revoked);
+    }
+    // `iat` has whole seconds (and the leeway allows for clock skew between instances): an account
+    // created within the token's issuing second, or the leeway after it, still counts as older.
+    let issued_by = (claims.iat + app.tokens.leeway().as_secs() as i64) * 1000 + 999;
+    match app.store.find_user(&claims.sub).await? {
+        Some(user) if user.created_at <= issued_by => Ok(claims),
+        _ => Err(TokenRefused::NoAccount),
+    }
+}
 
 /// What login and refresh return.
 #[derive(Debug, Serialize)]

@@ -157,9 +157,20 @@ pub enum StoreError {
     /// A uniqueness constraint was violated (the username is taken).
     #[error("duplicate key")]
     Duplicate,
-    /// The backend could not be reached or did not answer in time.
+    /// The backend could not be reached, did not answer in time, or is passing through a state in
+    /// which it cannot serve (shutting down, electing a primary): retrying later may succeed (503).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The backend answered and refused the operation (a bad value, an unsupported operator, a
+    /// failed validation): a bug or a misconfigured database, not an outage, and a retry will not
+    /// help (500). `code` is the server's error code when it gave one.
+    #[error("store rejected the operation (code {code:?}): {message}")]
+    Rejected {
+        /// The server's error code.
+        code: Option<i32>,
+        /// The server's message.
+        message: String,
+    },
 }
 
 /// The operations wsgate needs from a backend. Implementations are cheap to share (`Arc<dyn Store>`).

@@ -1,10 +1,16 @@
-//! MongoDB backend: users, tickets and revocations in three collections, shared by every wsgate
-//! instance pointed at the same database.
+//! MongoDB backend: users, tickets, sessions and revocations in four collections, shared by every
+//! wsgate instance pointed at the same database.
 //!
-//! Every operation is one server-side atomic step and checks expiry itself against the caller's `now`;
-//! the TTL indexes only collect garbage. Every call is bounded by the configured timeout (server
-//! selection and the operation itself), so an unreachable or hung database turns into a fast
-//! `StoreError::Unavailable` (503) instead of requests piling up.
+//! Every atomic operation is one server-side step and checks expiry itself against the caller's
+//! `now`; the TTL indexes only collect garbage. Every call is bounded by the configured timeout
+//! (server selection and the operation itself), so an unreachable or hung database turns into a fast
+//! `StoreError::Unavailable` (503) instead of requests piling up; a command the server refuses is
+//! `StoreError::Rejected` (500), never mistaken for an outage.
+//!
+//! Write concerns: users, sessions and revocations are written `{w: "majority", j: true}`, so an
+//! acknowledged registration, login or logout survives a crash of the primary (and a failover:
+//! a majority-acknowledged write is never rolled back). Tickets stay at the default `w: 1`: a ticket
+//! lost in a crash fails safe (the client mints another), and it is the hottest write.
 
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -12,7 +18,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mongodb::bson::{doc, DateTime};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::options::{
+    Acknowledgment, ClientOptions, CollectionOptions, IndexOptions, ReturnDocument, WriteConcern,
+};
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +35,6 @@ use super::{
 /// ticket carries its own MAC-protected expiry, checked before the store, so an expired ticket is
 /// reported `ticket_expired` whether or not its document still exists.
 const TICKET_TTL_GRACE: Duration = Duration::from_secs(60);
-
-/// The database name used when none is configured.
-pub const DEFAULT_DB: &str = "wsgate";
 
 const USERS: &str = "users";
 const TICKETS: &str = "ws_tickets";
@@ -105,6 +110,72 @@ fn unavailable(err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
+/// Server error codes that mean "not now" rather than "never": the server is unreachable through
+/// it, shutting down, changing primaries, or out of time (the retryable codes of the drivers' spec,
+/// plus write-concern and time-limit failures).
+const TRANSIENT_CODES: &[i32] = &[
+    6,     // HostUnreachable
+    7,     // HostNotFound
+    50,    // MaxTimeMSExpired
+    64,    // WriteConcernFailed (wtimeout)
+    89,    // NetworkTimeout
+    91,    // ShutdownInProgress
+    134,   // ReadConcernMajorityNotAvailableYet
+    189,   // PrimarySteppedDown
+    262,   // ExceededTimeLimit
+    9001,  // SocketException
+    10107, // NotWritablePrimary
+    11600, // InterruptedAtShutdown
+    11602, // InterruptedDueToReplStateChange
+    13435, // NotPrimaryNoSecondaryOk
+    13436, // NotPrimaryOrSecondary
+];
+
+/// The server's error code inside a driver error, when the server sent one.
+fn server_code(err: &MongoError) -> Option<i32> {
+    match err.kind.as_ref() {
+        ErrorKind::Command(e) => Some(e.code),
+        ErrorKind::Write(WriteFailure::WriteError(e)) => Some(e.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(e)) => Some(e.code),
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .iter()
+            .flatten()
+            .map(|w| w.code)
+            .next()
+            .or(e.write_concern_error.as_ref().map(|w| w.code)),
+        _ => None,
+    }
+}
+
+/// Sorts a driver error: a duplicate key, an outage (503), or a refusal (500).
+fn classify(err: MongoError) -> StoreError {
+    if is_duplicate(&err) {
+        return StoreError::Duplicate;
+    }
+    let code = server_code(&err);
+    let outage = match err.kind.as_ref() {
+        ErrorKind::Io(_)
+        | ErrorKind::ServerSelection { .. }
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::DnsResolve { .. }
+        | ErrorKind::Shutdown => true,
+        _ => {
+            code.is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                || err.contains_label("RetryableWriteError")
+                || err.contains_label("TransientTransactionError")
+        }
+    };
+    if outage {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Rejected {
+            code,
+            message: err.to_string(),
+        }
+    }
+}
+
 /// Whether a driver error is a duplicate-key violation (code 11000), whichever kind wraps it.
 fn is_duplicate(err: &MongoError) -> bool {
     const DUPLICATE_KEY: i32 = 11000;
@@ -151,11 +222,22 @@ impl MongoStore {
         let hosts = redacted_hosts(&options);
         let client = Client::with_options(options).map_err(unavailable)?;
         let db = client.database(db);
+        // What must survive a crash once acknowledged (see the module comment). The server gives up
+        // waiting for the majority when the store's own deadline would.
+        let durable = CollectionOptions::builder()
+            .write_concern(
+                WriteConcern::builder()
+                    .w(Acknowledgment::Majority)
+                    .journal(true)
+                    .w_timeout(timeout)
+                    .build(),
+            )
+            .build();
         let store = Self {
-            users: db.collection(USERS),
+            users: db.collection_with_options(USERS, durable.clone()),
             tickets: db.collection(TICKETS),
-            revoked: db.collection(REVOKED),
-            sessions: db.collection(SESSIONS),
+            revoked: db.collection_with_options(REVOKED, durable.clone()),
+            sessions: db.collection_with_options(SESSIONS, durable),
             db,
             timeout,
         };
@@ -216,22 +298,16 @@ impl MongoStore {
         Ok(())
     }
 
-    /// Runs a driver call with the store's deadline; every failure is `Unavailable`.
+    /// Runs a driver call with the store's deadline; a failure is sorted by `classify`, no answer in
+    /// time is `Unavailable`.
     async fn bounded<T>(
         &self,
         call: impl IntoFuture<Output = Result<T, MongoError>>,
     ) -> Result<T, StoreError> {
-        self.bounded_raw(call).await?.map_err(unavailable)
-    }
-
-    /// Like `bounded`, but hands driver errors back for inspection.
-    async fn bounded_raw<T>(
-        &self,
-        call: impl IntoFuture<Output = Result<T, MongoError>>,
-    ) -> Result<Result<T, MongoError>, StoreError> {
         tokio::time::timeout(self.timeout, call.into_future())
             .await
-            .map_err(|_| StoreError::Unavailable(format!("no answer within {:?}", self.timeout)))
+            .map_err(|_| StoreError::Unavailable(format!("no answer within {:?}", self.timeout)))?
+            .map_err(classify)
     }
 
     /// Inserts a document; a duplicate key is `StoreError::Duplicate`.
@@ -240,21 +316,12 @@ impl MongoStore {
         collection: &Collection<D>,
         doc: D,
     ) -> Result<(), StoreError> {
-        match self.bounded_raw(collection.insert_one(doc)).await? {
-            Ok(_) => Ok(()),
-            Err(err) if is_duplicate(&err) => Err(StoreError::Duplicate),
-            Err(err) => Err(unavailable(err)),
-        }
+        self.bounded(collection.insert_one(doc)).await.map(|_| ())
     }
 
     /// The database this store writes to.
     pub fn database_name(&self) -> &str {
         self.db.name()
-    }
-
-    /// Drops the whole database (tests use a fresh database each and clean up after).
-    pub async fn drop_database(&self) -> Result<(), StoreError> {
-        self.bounded(self.db.drop()).await
     }
 }
 

@@ -81,17 +81,9 @@ impl Drop for Membership<'_> {
     }
 }
 
-/// Checks a socket token: signature and expiry, revocation, and that it belongs to `user`.
+/// Checks a socket token by the one token rule, and that it belongs to `user` (the ticket's user).
 async fn check_token(app: &App, token: &str, user: &str) -> Result<Claims, CloseReason> {
-    let claims = app.tokens.verify(token)?;
-    match app.store.is_revoked(&claims.jti, &claims.sid).await {
-        Ok(false) => {}
-        Ok(true) => return Err(CloseReason::TokenRevoked),
-        Err(err) => {
-            tracing::warn!(%err, "store unavailable while checking a socket token");
-            return Err(CloseReason::StoreUnavailable);
-        }
-    }
+    let claims = crate::sessions::accept_token(app, token).await?;
     if claims.sub != user {
         return Err(CloseReason::TicketUserMismatch);
     }

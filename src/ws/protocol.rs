@@ -113,6 +113,13 @@ pub enum CloseReason {
     SlowConsumer,
     /// 1011: the store failed while checking the token.
     StoreUnavailable,
+    /// 1011: the store refused an operation, or another server-side fault.
+    Internal,
+    /// 1002: the client broke RFC 6455 (RSV bits without an extension, an unmasked frame, a
+    /// reserved opcode, an oversized or fragmented control frame, a bad close payload).
+    ProtocolError,
+    /// 1007: a text frame that is not UTF-8.
+    InvalidUtf8,
     /// 1001: the server is shutting down.
     ServerShutdown,
 }
@@ -129,7 +136,9 @@ impl CloseReason {
             RateLimited => 4429,
             MessageTooBig => 1009,
             SlowConsumer => 1013,
-            StoreUnavailable => 1011,
+            StoreUnavailable | Internal => 1011,
+            ProtocolError => 1002,
+            InvalidUtf8 => 1007,
             ServerShutdown => 1001,
         }
     }
@@ -149,6 +158,9 @@ impl CloseReason {
             MessageTooBig => "message_too_big",
             SlowConsumer => "slow_consumer",
             StoreUnavailable => "store_unavailable",
+            Internal => "internal_error",
+            ProtocolError => "protocol_error",
+            InvalidUtf8 => "invalid_utf8",
             ServerShutdown => "server_shutdown",
         }
     }
@@ -162,11 +174,25 @@ impl CloseReason {
     }
 }
 
-impl From<crate::auth::TokenError> for CloseReason {
-    fn from(err: crate::auth::TokenError) -> Self {
-        match err {
-            crate::auth::TokenError::Invalid => CloseReason::TokenInvalid,
-            crate::auth::TokenError::Expired => CloseReason::TokenExpired,
+impl From<crate::sessions::TokenRefused> for CloseReason {
+    fn from(refused: crate::sessions::TokenRefused) -> Self {
+        use crate::auth::TokenError;
+        use crate::sessions::TokenRefused;
+        use crate::store::StoreError;
+        match refused {
+            TokenRefused::Token(TokenError::Invalid) | TokenRefused::NoAccount => {
+                CloseReason::TokenInvalid
+            }
+            TokenRefused::Token(TokenError::Expired) => CloseReason::TokenExpired,
+            TokenRefused::Revoked => CloseReason::TokenRevoked,
+            TokenRefused::Store(StoreError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "store unavailable while checking a socket token");
+                CloseReason::StoreUnavailable
+            }
+            TokenRefused::Store(err) => {
+                tracing::error!(%err, "store failed while checking a socket token");
+                CloseReason::Internal
+            }
         }
     }
 }

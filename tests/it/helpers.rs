@@ -135,8 +135,8 @@ pub struct Secantus {
 }
 
 impl Secantus {
-    /// Starts one on a free port with on-disk storage (so a restart keeps the data), or `None` when
-    /// `WSGATE_TEST_SECANTUSD` is not set.
+    /// Starts one on a free port with on-disk storage (so a restart keeps the data) and test commands
+    /// (`configureFailPoint`) enabled, or `None` when `WSGATE_TEST_SECANTUSD` is not set.
     pub fn start() -> Option<Self> {
         let Ok(bin) = std::env::var("WSGATE_TEST_SECANTUSD") else {
             mongo_unavailable("WSGATE_TEST_SECANTUSD");
@@ -157,6 +157,7 @@ impl Secantus {
         use std::io::{BufRead, BufReader};
         let mut child = std::process::Command::new(&self.bin)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--enable-test-commands")
             .arg("--storage-path")
             .arg(&self.storage)
             .stdout(std::process::Stdio::null())
@@ -185,24 +186,45 @@ impl Secantus {
         format!("mongodb://127.0.0.1:{}", self.port)
     }
 
-    /// Stops the process (SIGKILL: as abrupt as a crash).
+    /// Stops the process the way an operator does (SIGTERM, then waiting for it to exit): the
+    /// database closes cleanly and keeps every acknowledged write, whatever its write concern. An
+    /// outage test must not depend on what a crash happened to leave on disk.
     pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("secantusd did not exit within 20 s of SIGTERM");
+    }
+
+    /// Kills the process with SIGKILL, as abrupt as a crash: only what the database made durable
+    /// before acknowledging survives.
+    pub fn crash(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    /// Starts it again on the same port and storage.
-    pub fn restart(&mut self) {
-        self.stop();
+    /// Starts it again on the same port and storage (after `stop` or `crash`).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "stop or crash it first");
         self.spawn();
     }
 }
 
 impl Drop for Secantus {
     fn drop(&mut self) {
-        self.stop();
+        self.crash();
         let _ = std::fs::remove_dir_all(&self.storage);
     }
 }

@@ -1,5 +1,7 @@
-//! MongoDB-only behaviour: two instances sharing one database, and an outage (database stopped and
-//! restarted) with fail-fast 503s, live sockets unaffected, and recovery without a restart.
+//! MongoDB-only behaviour: two instances sharing one database; an outage (database stopped and
+//! restarted) with fail-fast 503s, live sockets unaffected, and recovery without a restart;
+//! acknowledged writes that survive a crash of the database; and refused commands told apart from
+//! outages.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -125,25 +127,10 @@ async fn an_outage_fails_fast_keeps_sockets_chatting_and_recovers_by_itself() {
         "during the outage"
     );
 
-    db.restart();
+    db.start_again();
 
     // No wsgate restart: the driver reconnects and everything works again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let health = gw
-            .request(reqwest::Method::GET, "/api/health", None, None)
-            .await
-            .unwrap();
-        if health.status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never recovered: {}",
-            health.body
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    await_healthy(gw).await;
     let again = gw.relogin(&alice.name).await.unwrap();
     let (mut c, hello) = gw.connect(&again).await.unwrap();
     assert_eq!(hello["type"], "auth_ok");
@@ -152,6 +139,142 @@ async fn an_outage_fails_fast_keeps_sockets_chatting_and_recovers_by_itself() {
         c.recv_type("message").await.unwrap()["text"],
         "after the outage"
     );
+}
+
+/// Waits (bounded) until `/api/health` answers 200.
+async fn await_healthy(gw: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = gw
+            .request(reqwest::Method::GET, "/api/health", None, None)
+            .await
+            .unwrap();
+        if health.status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never recovered: {}",
+            health.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_crash_of_the_database() {
+    // SIGKILL right after the acknowledgements: only a journaled write concern keeps them (the
+    // emulator, like mongod, fsyncs its journal before acknowledging `j: true`).
+    let Some(mut db) = Secantus::start() else {
+        return;
+    };
+    let store = MongoStore::connect(&db.uri(), "durable", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let server = spawn_app_with_store(&[], Arc::new(store)).await;
+    let gw = &server.gw;
+    let alice = gw.new_user("alice").await.unwrap();
+    let bob = gw.new_user("bob").await.unwrap();
+    let out = gw
+        .post_empty("/api/logout", Some(&bob.token))
+        .await
+        .unwrap();
+    assert_eq!(out.status, 204);
+
+    db.crash();
+    db.start_again();
+    await_healthy(gw).await;
+
+    // The registration and alice's session (her refresh token still rotates) survived…
+    gw.login(&alice.name, wsgate_testkit::PASSWORD)
+        .await
+        .unwrap()
+        .body["access_token"]
+        .as_str()
+        .expect("alice can still log in");
+    let rotated = gw.refresh(&alice.refresh_token).await.unwrap();
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    // …and so did bob's logout.
+    gw.post_empty("/api/ws-ticket", Some(&bob.token))
+        .await
+        .unwrap()
+        .expect_error(401, "unauthorized")
+        .unwrap();
+    gw.refresh(&bob.refresh_token)
+        .await
+        .unwrap()
+        .expect_error(401, "invalid_refresh_token")
+        .unwrap();
+}
+
+/// Arms (or, with `mode: "off"`, disarms) a `failCommand` failpoint for wsgate's connections only
+/// (they name the application `wsgate`), through a client of the test's own.
+async fn fail_point(uri: &str, mode: &str, data: mongodb::bson::Document) {
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    let mut command = mongodb::bson::doc! {"configureFailPoint": "failCommand", "mode": mode};
+    let mut data = data;
+    data.insert("appName", "wsgate");
+    command.insert("data", data);
+    client
+        .database("admin")
+        .run_command(command)
+        .await
+        .expect("configureFailPoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_command_is_a_500_and_an_outage_is_a_503() {
+    use mongodb::bson::doc;
+    let Some(db) = Secantus::start() else {
+        return;
+    };
+    let store = MongoStore::connect(&db.uri(), "refusals", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let server = spawn_app_with_store(&[], Arc::new(store)).await;
+    let gw = &server.gw;
+    let alice = gw.new_user("alice").await.unwrap();
+    let login = || gw.login(&alice.name, wsgate_testkit::PASSWORD);
+
+    // BadValue (2) on the user lookup: the database refused, it is not down.
+    fail_point(
+        &db.uri(),
+        "alwaysOn",
+        doc! {"failCommands": ["find"], "errorCode": 2},
+    )
+    .await;
+    login()
+        .await
+        .unwrap()
+        .expect_error(500, "internal")
+        .unwrap();
+    // ShutdownInProgress (91) and a dropped connection are outages.
+    fail_point(
+        &db.uri(),
+        "alwaysOn",
+        doc! {"failCommands": ["find"], "errorCode": 91},
+    )
+    .await;
+    login()
+        .await
+        .unwrap()
+        .expect_error(503, "store_unavailable")
+        .unwrap();
+    fail_point(
+        &db.uri(),
+        "alwaysOn",
+        doc! {"failCommands": ["find"], "closeConnection": true},
+    )
+    .await;
+    login()
+        .await
+        .unwrap()
+        .expect_error(503, "store_unavailable")
+        .unwrap();
+    // Disarmed: the driver finds the server again by itself (its pool was cleared by the drop).
+    fail_point(&db.uri(), "off", doc! {}).await;
+    await_healthy(gw).await;
+    assert_eq!(login().await.unwrap().status, 200);
 }
 
 #[test]

@@ -50,9 +50,10 @@ export const MAX_MESSAGE_CHARS = 2000;
 
 /**
  * Close codes after which reconnecting is pointless (docs/protocol.md, "Which closes are final"):
- * 4401 and 4403 mean the credentials are no good, 4400 is a client bug.
+ * 4401 and 4403 mean the credentials are no good; 4400, 1002 (protocol error) and 1007 (text that
+ * is not UTF-8) are client bugs, which a reconnect would only repeat in a loop.
  */
-const TERMINAL_CLOSE_CODES = new Set([4400, 4401, 4403]);
+const TERMINAL_CLOSE_CODES = new Set([1002, 1007, 4400, 4401, 4403]);
 
 /** A connection must have been online this long for its drop to restart the backoff from 1 s. */
 const STABLE_AFTER_MS = 5000;
@@ -73,6 +74,11 @@ const CLOSE_SENTENCES = {
   '1009:message_too_big': 'A message was too large for the server.',
   '1013:slow_consumer': 'The connection could not keep up with the chat.',
   '1011:store_unavailable': "The server's database did not answer.",
+  '1011:internal_error': 'The server ran into a problem.',
+  '1002:protocol_error':
+    'This page sent the server something it could not understand. This is a bug in the page; reloading may help.',
+  '1007:invalid_utf8':
+    'This page sent the server text it could not read. This is a bug in the page; reloading may help.',
   '1001:server_shutdown': 'The server is restarting.',
 };
 
@@ -80,7 +86,9 @@ const CLOSE_SENTENCES = {
 const CLOSE_CODE_SENTENCES = {
   1000: 'The connection was closed.',
   1001: 'The server went away.',
+  1002: 'This page broke the WebSocket protocol. This is a bug in the page; reloading may help.',
   1006: 'The connection was lost: the network failed or the server could not be reached.',
+  1007: 'This page sent text the server could not read. This is a bug in the page; reloading may help.',
   1009: 'A message was too large for the server.',
   1011: 'The server ran into a problem.',
   1012: 'The server is restarting.',
@@ -116,6 +124,7 @@ const HTTP_SENTENCES = {
   not_found: 'The server does not know that address.',
   method_not_allowed: 'The server does not accept that kind of request there.',
   internal: 'The server ran into an unexpected problem. Please try again later.',
+  shutting_down: 'The server is restarting. Please try again in a moment.',
 };
 
 /** Sentences for `{"type":"error","code":…}` frames on an authenticated socket. */

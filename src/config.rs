@@ -43,6 +43,10 @@ pub struct Config {
     #[arg(long, env = "WSGATE_REFRESH_TTL_SECS", default_value_t = 14 * 24 * 3600)]
     pub refresh_ttl_secs: u64,
 
+    /// Live login sessions a user may hold; a login beyond it revokes the user's oldest session.
+    #[arg(long, env = "WSGATE_MAX_SESSIONS_PER_USER", default_value_t = 50)]
+    pub max_sessions_per_user: usize,
+
     /// How long before a socket's access token expires the server sends `token_expiring`, in seconds.
     #[arg(long, env = "WSGATE_TOKEN_EXPIRING_SECS", default_value_t = 60)]
     pub token_expiring_secs: u64,
@@ -242,6 +246,8 @@ pub struct Settings {
     pub jwt_leeway: Duration,
     /// Refresh-token lifetime.
     pub refresh_ttl: Duration,
+    /// Live sessions per user; the oldest go first.
+    pub max_sessions_per_user: usize,
     /// Lead time of the `token_expiring` frame.
     pub token_expiring: Duration,
     /// Revocation feed poll interval.
@@ -296,6 +302,7 @@ impl std::fmt::Debug for Settings {
             .field("jwt_ttl", &self.jwt_ttl)
             .field("jwt_leeway", &self.jwt_leeway)
             .field("refresh_ttl", &self.refresh_ttl)
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
             .field("token_expiring", &self.token_expiring)
             .field("revocation_poll", &self.revocation_poll)
             .field("ticket_ttl", &self.ticket_ttl)
@@ -453,6 +460,11 @@ impl Config {
                 "WSGATE_REFRESH_TTL_SECS",
                 "refresh-ttl-secs",
             )?),
+            max_sessions_per_user: positive(
+                self.max_sessions_per_user as u64,
+                "WSGATE_MAX_SESSIONS_PER_USER",
+                "max-sessions-per-user",
+            )? as usize,
             token_expiring: Duration::from_secs(self.token_expiring_secs),
             revocation_poll: Duration::from_millis(positive(
                 self.revocation_poll_ms,
@@ -568,6 +580,7 @@ mod tests {
         assert_eq!(s.auth_timeout, Duration::from_millis(10_000));
         assert_eq!(s.heartbeat, Duration::from_secs(30));
         assert_eq!(s.bcrypt_cost, 12);
+        assert_eq!(s.max_sessions_per_user, 50);
         assert_eq!(s.max_frame_bytes, 65536);
         assert!(s.allowed_origins.is_empty());
         assert!(s.jwt_secret.is_none());

@@ -54,6 +54,9 @@ pub enum ApiError {
         /// When the next request will be allowed.
         retry_after: Duration,
     },
+    /// The server is shutting down: a request still arriving is answered at once, not waited for.
+    #[error("the server is shutting down, retry shortly")]
+    ShuttingDown,
     /// The store did not answer.
     #[error("the store is unavailable, retry later")]
     StoreUnavailable,
@@ -136,7 +139,7 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             OriginForbidden => StatusCode::FORBIDDEN,
             UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             NotFound => StatusCode::NOT_FOUND,
@@ -162,6 +165,7 @@ impl ApiError {
             Unauthorized => "unauthorized",
             RateLimited { .. } => "rate_limited",
             StoreUnavailable => "store_unavailable",
+            ShuttingDown => "shutting_down",
             OriginForbidden => "origin_forbidden",
             TicketMissing => "ticket_missing",
             TicketInvalid => "ticket_invalid",
@@ -193,7 +197,7 @@ impl ApiError {
                 let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
-            ApiError::Busy => {
+            ApiError::Busy | ApiError::ShuttingDown => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
             }
             ApiError::Unauthorized => {

@@ -59,15 +59,55 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
             "no-cache",
         ))
         .map(Reply::into_response);
-    api.or(crate::ws::upgrade::route(app))
-        .unify()
-        .or(static_files)
-        .unify()
+    // The guard stands before every route, so a refused request tries no other.
+    cross_site_guard(app.clone())
+        .and(
+            api.or(crate::ws::upgrade::route(app))
+                .unify()
+                .or(static_files)
+                .unify(),
+        )
         .recover(recover)
         .unify()
         .with(warp::log::custom(log_request))
         .with(warp::reply::with::headers(security_headers()))
         .map(Reply::into_response)
+}
+
+/// Refuses a state-changing request (any method but GET and HEAD) whose `Origin` is present and not
+/// allowed: another site's page could otherwise post a form (`text/plain`, no preflight) from a
+/// visitor's browser and register accounts, or log in, from the visitor's IP. The same allowlist as
+/// the upgrade; requests without `Origin` (curl, backends) are unaffected.
+fn cross_site_guard(app: Arc<App>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    let origin = warp::header::value(http::header::ORIGIN.as_str())
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify();
+    warp::method()
+        .and(origin)
+        .and(with_app(app))
+        .and_then(
+            |method: http::Method, origin: Option<HeaderValue>, app: Arc<App>| async move {
+                let safe = method == http::Method::GET || method == http::Method::HEAD;
+                if safe || app.origin_allowed(origin.as_ref()) {
+                    return Ok(());
+                }
+                tracing::info!(
+                    origin = printable_origin(origin.as_ref()),
+                    %method,
+                    "state-changing request from a forbidden origin"
+                );
+                Err(Rejection::from(ApiError::OriginForbidden))
+            },
+        )
+        .untuple_one()
+}
+
+/// An `Origin` value fit for a log line: bounded, and only if it is text.
+pub fn printable_origin(origin: Option<&HeaderValue>) -> &str {
+    origin
+        .and_then(|o| o.to_str().ok())
+        .map_or("", |o| truncated(o, 256))
 }
 
 fn security_headers() -> HeaderMap {
@@ -130,20 +170,28 @@ fn json_body<T: DeserializeOwned + Send>(
     app: &App,
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     let deadline = app.settings.request_timeout;
+    let shutdown = app.shutdown.clone();
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
-        .and_then(move |length: Option<u64>, body| async move {
-            if length.is_some_and(|l| l > MAX_BODY_BYTES) {
-                return Err(Rejection::from(ApiError::PayloadTooLarge));
+        .and_then(move |length: Option<u64>, body| {
+            let shutdown = shutdown.clone();
+            async move {
+                if length.is_some_and(|l| l > MAX_BODY_BYTES) {
+                    return Err(Rejection::from(ApiError::PayloadTooLarge));
+                }
+                // The header timeout does not cover the body: a client that announces a body and never
+                // sends it would hold its connection slot forever. Nor may it hold up a shutdown: the
+                // server answers it 503 at once instead of waiting out the grace period.
+                let bytes = tokio::select! {
+                    read = tokio::time::timeout(deadline, read_limited(body)) => {
+                        read.map_err(|_| Rejection::from(ApiError::RequestTimeout))??
+                    }
+                    _ = shutdown.cancelled() => return Err(Rejection::from(ApiError::ShuttingDown)),
+                };
+                serde_json::from_slice::<T>(&bytes).map_err(|err| {
+                    Rejection::from(ApiError::BadRequest(format!("invalid JSON body: {err}")))
+                })
             }
-            // The header timeout does not cover the body: a client that announces a body and never
-            // sends it would hold its connection slot forever.
-            let bytes = tokio::time::timeout(deadline, read_limited(body))
-                .await
-                .map_err(|_| Rejection::from(ApiError::RequestTimeout))??;
-            serde_json::from_slice::<T>(&bytes).map_err(|err| {
-                Rejection::from(ApiError::BadRequest(format!("invalid JSON body: {err}")))
-            })
         })
 }
 

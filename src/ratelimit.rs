@@ -79,17 +79,22 @@ impl TrustedProxies {
         })
     }
 
-    /// The client behind a request from `peer`: the right-most `X-Forwarded-For` entry that is not a
-    /// trusted proxy, when `peer` is one; `peer` otherwise (anyone can write the header).
-    pub fn client(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+    /// The client behind a request from `peer`: when `peer` is a trusted proxy, the right-most
+    /// `X-Forwarded-For` entry that is not a trusted proxy; `peer` otherwise (anyone can write the
+    /// header). `lines` are the header's field lines in the order received: a client may send its own
+    /// line before the one its proxy appends, so every line counts, combined into one comma list in
+    /// order (RFC 9110 section 5.3) and read from the right. An entry that is not an address stops
+    /// the walk at the last trusted hop.
+    pub fn client<'a, L>(&self, peer: IpAddr, lines: L) -> IpAddr
+    where
+        L: IntoIterator<Item = &'a str>,
+        L::IntoIter: DoubleEndedIterator,
+    {
         if !self.contains(peer) {
             return peer;
         }
-        let Some(header) = forwarded_for else {
-            return peer;
-        };
         let mut client = peer;
-        for hop in header.rsplit(',') {
+        for hop in lines.into_iter().rev().flat_map(|line| line.rsplit(',')) {
             match hop.trim().parse::<IpAddr>() {
                 Ok(ip) if self.contains(ip) => client = ip,
                 Ok(ip) => return ip,
@@ -228,6 +233,50 @@ impl MessageLimiter {
     }
 }
 
+/// Control frames (pings and pongs) a socket may send per `CONTROL_WINDOW`. A browser sends one
+/// pong per heartbeat interval (30 s by default) and never pings on its own; a client library's
+/// keep-alive pings about once a second. Answering a ping costs the server a frame parse and a pong
+/// write, so a flood must be cut off: one socket sending 700,000 pings/s took more than a core.
+pub const CONTROL_FRAMES_PER_WINDOW: u32 = 32;
+/// The window of `CONTROL_FRAMES_PER_WINDOW`.
+pub const CONTROL_WINDOW: Duration = Duration::from_secs(1);
+
+/// A socket's budget of control frames: a fixed window, small enough (16 bytes) to live in every
+/// pending and authenticated socket.
+#[derive(Debug)]
+pub struct ControlBudget {
+    window_start: tokio::time::Instant,
+    spent: u32,
+}
+
+impl ControlBudget {
+    /// A full budget, its window starting now.
+    pub fn new() -> Self {
+        Self {
+            window_start: tokio::time::Instant::now(),
+            spent: 0,
+        }
+    }
+
+    /// Spends one control frame; `false` past the budget (the socket is to be closed).
+    #[must_use]
+    pub fn spend(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window_start) >= CONTROL_WINDOW {
+            self.window_start = now;
+            self.spent = 0;
+        }
+        self.spent = self.spent.saturating_add(1);
+        self.spent <= CONTROL_FRAMES_PER_WINDOW
+    }
+}
+
+impl Default for ControlBudget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,20 +316,51 @@ mod tests {
         let proxies = TrustedProxies::parse(&["10.0.0.0/8".into(), "2001:db8::1".into()]).unwrap();
         let proxy: IpAddr = "10.1.2.3".parse().unwrap();
         let stranger: IpAddr = "192.0.2.7".parse().unwrap();
-        let xff = Some("198.51.100.1, 203.0.113.9, 10.9.9.9");
+        let xff = ["198.51.100.1, 203.0.113.9, 10.9.9.9"];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         // The right-most hop that is not a proxy: what the (trusted) proxy chain saw.
-        assert_eq!(
-            proxies.client(proxy, xff),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(proxies.client(proxy, xff), ip("203.0.113.9"));
         assert_eq!(proxies.client(stranger, xff), stranger);
-        assert_eq!(proxies.client(proxy, None), proxy);
-        assert_eq!(proxies.client(proxy, Some("garbage")), proxy);
+        assert_eq!(proxies.client(proxy, []), proxy);
+        assert_eq!(proxies.client(proxy, ["garbage"]), proxy);
+        assert_eq!(
+            proxies.client(proxy, ["198.51.100.1, , 10.0.0.9"]),
+            ip("10.0.0.9")
+        );
+        // A client's own line, sent before the line its proxy appends, names nobody.
+        assert_eq!(
+            proxies.client(proxy, ["198.51.100.66", "203.0.113.9"]),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            proxies.client(
+                proxy,
+                ["198.51.100.66", "203.0.113.9, 10.1.1.1", "10.2.2.2"]
+            ),
+            ip("203.0.113.9")
+        );
         assert!(proxies.contains("2001:db8::1".parse().unwrap()));
         assert!(!proxies.contains("2001:db8::2".parse().unwrap()));
         assert!(TrustedProxies::parse(&["nope".into()]).is_err());
         assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
         assert!(TrustedProxies::parse(&[]).unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn control_frames_have_a_budget_per_window() {
+        let mut budget = ControlBudget::new();
+        for _ in 0..CONTROL_FRAMES_PER_WINDOW {
+            assert!(budget.spend());
+        }
+        assert!(!budget.spend(), "one past the budget");
+        tokio::time::advance(CONTROL_WINDOW).await;
+        assert!(budget.spend(), "a new window");
+        // A pong every heartbeat never comes near it.
+        let mut polite = ControlBudget::new();
+        for _ in 0..1000 {
+            tokio::time::advance(Duration::from_millis(500)).await;
+            assert!(polite.spend());
+        }
     }
 
     #[test]

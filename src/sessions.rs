@@ -88,7 +88,9 @@ fn refresh_expiry(app: &App, now: UnixMillis) -> UnixMillis {
     now + app.settings.refresh_ttl.as_millis() as i64
 }
 
-/// Starts a session for a user who just proved their password.
+/// Starts a session for a user who just proved their password. A user keeps at most
+/// `WSGATE_MAX_SESSIONS_PER_USER` live sessions: past that, the oldest are revoked and their sockets
+/// closed, so that logins in a loop cannot grow the store without bound.
 pub async fn start(app: &App, username: &str) -> Result<TokenPair, ApiError> {
     let now = now_millis();
     let sid = new_session_id();
@@ -100,8 +102,33 @@ pub async fn start(app: &App, username: &str) -> Result<TokenPair, ApiError> {
             expires_at: refresh_expiry(app, now),
             generation: 0,
             current_hash: first.hash,
+            created_at: now,
         })
         .await?;
+    let evicted = app
+        .store
+        .revoke_sessions_beyond(
+            username,
+            app.settings.max_sessions_per_user,
+            access_until(app, now),
+            now,
+        )
+        .await?;
+    if !evicted.is_empty() {
+        let closed: usize = evicted
+            .into_iter()
+            .map(|sid| {
+                app.hub
+                    .kick(&Revoked::Session(sid), CloseReason::TokenRevoked)
+            })
+            .sum();
+        tracing::info!(
+            user = %username,
+            limit = app.settings.max_sessions_per_user,
+            sockets_closed = closed,
+            "session limit reached: the oldest sessions were revoked"
+        );
+    }
     Ok(pair(app, username, &sid, first.text))
 }
 

@@ -305,11 +305,13 @@ async fn serve_connection<R>(
     let routes = warp::service(routes);
     let proxies = app.settings.trusted_proxies.clone();
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-        // Behind a trusted proxy the client is named by X-Forwarded-For; otherwise it is the peer.
+        // Behind a trusted proxy the client is named by X-Forwarded-For (every line of it); otherwise
+        // it is the peer. A line that is not text cannot name anyone: it stops the walk.
         let forwarded_for = req
             .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|line| line.to_str().unwrap_or("-"));
         let client = proxies.client(peer.ip(), forwarded_for);
         req.extensions_mut()
             .insert(ClientAddr(SocketAddr::new(client, peer.port())));

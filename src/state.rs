@@ -63,15 +63,17 @@ impl App {
         origins
     }
 
-    /// Whether an `Origin` header value may open a socket. A missing header (non-browser client)
-    /// is allowed: Origin exists to stop *other web pages* from riding a user's browser.
-    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+    /// Whether a request with this `Origin` header may open a socket or change state. A missing
+    /// header (curl, a backend) is allowed: Origin exists to stop *other web pages* from riding a
+    /// user's browser, and browsers always send it on those requests. A value that is not text,
+    /// or `null` (sandboxed frames, `file:` pages), names no allowed origin.
+    pub fn origin_allowed(&self, origin: Option<&http::HeaderValue>) -> bool {
         match origin {
             None => true,
-            Some(origin) => {
+            Some(origin) => origin.to_str().is_ok_and(|origin| {
                 let origin = origin.trim_end_matches('/').to_ascii_lowercase();
                 self.allowed_origins.contains(&origin)
-            }
+            }),
         }
     }
 

@@ -164,6 +164,8 @@ describe('wsgate.js', () => {
       [4401, 'token_expired', /expired/],
       [4403, 'ticket_user_mismatch', /different user/],
       [4400, 'bad_request', /bug in the page/],
+      [1002, 'protocol_error', /bug in the page/],
+      [1007, 'invalid_utf8', /bug in the page/],
     ]) {
       const h = harness();
       await goOnline(h);
@@ -342,6 +344,8 @@ describe('wsgate.js', () => {
     assert.equal(isTerminalClose(4401), true);
     assert.equal(isTerminalClose(4403), true);
     assert.equal(isTerminalClose(4400), true);
+    assert.equal(isTerminalClose(1002), true, 'protocol error: a client bug');
+    assert.equal(isTerminalClose(1007), true, 'invalid UTF-8: a client bug');
     for (const code of [1001, 1006, 1009, 1011, 1013, 4408, 4429]) assert.equal(isTerminalClose(code), false, String(code));
     assert.match(describeClose(1006), /connection was lost/);
   });
@@ -349,7 +353,7 @@ describe('wsgate.js', () => {
   test('every HTTP error code of docs/protocol.md has its own sentence', () => {
     const routes = protocol.split('\n').filter((line) => /^\| (`(POST|GET) |anything else)/.test(line));
     const codes = new Set(routes.flatMap((line) => [...line.split(/(?<!\\)\|/)[3].matchAll(/`([a-z_]+)`/g)].map((m) => m[1])));
-    for (const code of ['payload_too_large', 'rate_limited', 'internal']) codes.add(code);
+    for (const code of ['payload_too_large', 'rate_limited', 'internal', 'shutting_down']) codes.add(code);
     assert.ok(codes.size >= 17, `found only ${codes.size} error codes in docs/protocol.md`);
     for (const code of codes) {
       const sentence = describeHttpError(400, code);

@@ -50,6 +50,7 @@ struct StoredRevocation {
 
 struct StoredSession {
     username: String,
+    created_at: UnixMillis,
     expires_at: UnixMillis,
     revoked: bool,
     generation: u64,
@@ -222,6 +223,7 @@ impl Store for MemoryStore {
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(StoredSession {
                     username: session.username,
+                    created_at: session.created_at,
                     expires_at: session.expires_at,
                     revoked: false,
                     generation: session.generation,
@@ -263,12 +265,35 @@ impl Store for MemoryStore {
         access_until: UnixMillis,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        let mut state = self.state();
-        if let Some(session) = state.sessions.get_mut(sid) {
-            session.revoked = true;
-        }
-        state.revoke(Revoked::Session(sid.to_owned()).key(), access_until, now);
+        self.state()
+            .revoke_sessions(&[sid.to_owned()], access_until, now);
         Ok(())
+    }
+
+    async fn revoke_sessions_beyond(
+        &self,
+        username: &str,
+        keep: usize,
+        access_until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut state = self.state();
+        let key = UserRecord::key_of(username);
+        let mut live: Vec<(UnixMillis, &String)> = state
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.revoked && s.expires_at > now)
+            .filter(|(_, s)| UserRecord::key_of(&s.username) == key)
+            .map(|(sid, s)| (s.created_at, sid))
+            .collect();
+        live.sort_unstable_by(|a, b| b.cmp(a));
+        let sids: Vec<String> = live
+            .into_iter()
+            .skip(keep)
+            .map(|(_, sid)| sid.clone())
+            .collect();
+        state.revoke_sessions(&sids, access_until, now);
+        Ok(sids)
     }
 
     async fn revoke_user_sessions(
@@ -279,21 +304,28 @@ impl Store for MemoryStore {
     ) -> Result<Vec<String>, StoreError> {
         let mut state = self.state();
         let key = UserRecord::key_of(username);
-        let mut sids = Vec::new();
-        for (sid, session) in state.sessions.iter_mut() {
-            if !session.revoked && UserRecord::key_of(&session.username) == key {
-                session.revoked = true;
-                sids.push(sid.clone());
-            }
-        }
-        for sid in &sids {
-            state.revoke(Revoked::Session(sid.clone()).key(), access_until, now);
-        }
+        let sids: Vec<String> = state
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.revoked && UserRecord::key_of(&s.username) == key)
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        state.revoke_sessions(&sids, access_until, now);
         Ok(sids)
     }
 }
 
 impl State {
+    /// Marks sessions revoked and records their `sid:` revocations.
+    fn revoke_sessions(&mut self, sids: &[String], access_until: UnixMillis, now: UnixMillis) {
+        for sid in sids {
+            if let Some(session) = self.sessions.get_mut(sid) {
+                session.revoked = true;
+            }
+            self.revoke(Revoked::Session(sid.clone()).key(), access_until, now);
+        }
+    }
+
     fn revoke(&mut self, key: String, expires_at: UnixMillis, now: UnixMillis) {
         let entry = self.revoked.entry(key).or_insert(StoredRevocation {
             expires_at,

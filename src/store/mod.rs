@@ -1,7 +1,9 @@
 //! Storage boundary: the `Store` trait every backend implements, the records it keeps and its errors.
 //!
-//! The trait is shaped so that each operation is one atomic step in any backend (a single
-//! `findOneAndUpdate` in MongoDB, one critical section in memory). Expiry is always checked by the
+//! The trait is shaped so that each check-and-change that must be atomic (consuming a ticket,
+//! rotating a refresh token) is one step in any backend (a single `findOneAndUpdate` in MongoDB, one
+//! critical section in memory); revocations, which only ever add, may take several idempotent
+//! writes. Expiry is always checked by the
 //! operation itself against the caller's `now`; background purges and TTL monitors are garbage
 //! collection only and never decide whether a record is still valid.
 
@@ -60,6 +62,8 @@ pub struct SessionRecord {
     pub generation: u64,
     /// SHA-256 of the current refresh token.
     pub current_hash: [u8; 32],
+    /// When the login happened: the oldest sessions are the first to go past the per-user cap.
+    pub created_at: UnixMillis,
 }
 
 /// A refresh token presented for rotation, and its successor.
@@ -235,6 +239,16 @@ pub trait Store: Send + Sync + 'static {
         access_until: UnixMillis,
         now: UnixMillis,
     ) -> Result<(), StoreError>;
+
+    /// Revokes, as `revoke_session` does, every live (unrevoked, unexpired at `now`) session of
+    /// `username` but the `keep` newest (by `created_at`, then id); returns the ids it revoked.
+    async fn revoke_sessions_beyond(
+        &self,
+        username: &str,
+        keep: usize,
+        access_until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Revokes every session of `username`; returns their ids.
     async fn revoke_user_sessions(

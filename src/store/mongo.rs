@@ -83,6 +83,10 @@ struct SessionDoc {
     generation: i64,
     /// Hex SHA-256 of the current refresh token.
     current_hash: String,
+    /// When the login happened (absent in sessions written before the per-user cap: those count as
+    /// the oldest).
+    #[serde(default)]
+    created_at: Option<DateTime>,
 }
 
 /// Handle to the MongoDB store. Cheap to clone (the driver's client is a shared pool).
@@ -465,6 +469,7 @@ impl Store for MongoStore {
                 revoked: false,
                 generation: session.generation as i64,
                 current_hash: hex(&session.current_hash),
+                created_at: Some(DateTime::from_millis(session.created_at)),
             },
         )
         .await
@@ -519,13 +524,32 @@ impl Store for MongoStore {
         access_until: UnixMillis,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        self.bounded(
-            self.sessions
-                .update_one(doc! {"_id": sid}, doc! {"$set": {"revoked": true}}),
-        )
-        .await?;
-        self.revoke(&Revoked::Session(sid.to_owned()), access_until, now)
+        self.revoke_sessions(&[sid.to_owned()], access_until, now)
             .await
+    }
+
+    async fn revoke_sessions_beyond(
+        &self,
+        username: &str,
+        keep: usize,
+        access_until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<String>, StoreError> {
+        let filter = doc! {
+            "username_key": UserRecord::key_of(username),
+            "revoked": false,
+            "expires_at": {"$gt": DateTime::from_millis(now)},
+        };
+        let beyond = self
+            .session_ids(
+                self.sessions
+                    .find(filter)
+                    .sort(doc! {"created_at": -1, "_id": -1})
+                    .skip(keep as u64),
+            )
+            .await?;
+        self.revoke_sessions(&beyond, access_until, now).await?;
+        Ok(beyond)
     }
 
     async fn revoke_user_sessions(
@@ -534,27 +558,46 @@ impl Store for MongoStore {
         access_until: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<String>, StoreError> {
+        let filter = doc! {"username_key": UserRecord::key_of(username), "revoked": false};
+        let sids = self.session_ids(self.sessions.find(filter)).await?;
+        self.revoke_sessions(&sids, access_until, now).await?;
+        Ok(sids)
+    }
+}
+
+impl MongoStore {
+    /// The ids of the sessions a query finds.
+    async fn session_ids(
+        &self,
+        query: mongodb::action::Find<'_, SessionDoc>,
+    ) -> Result<Vec<String>, StoreError> {
         use futures_util::TryStreamExt;
-        let cursor = self
-            .bounded(
-                self.sessions
-                    .find(doc! {"username_key": UserRecord::key_of(username), "revoked": false}),
-            )
-            .await?;
+        let cursor = self.bounded(query).await?;
         let sessions: Vec<SessionDoc> = self.bounded(cursor.try_collect()).await?;
-        let sids: Vec<String> = sessions.into_iter().map(|s| s.sid).collect();
+        Ok(sessions.into_iter().map(|s| s.sid).collect())
+    }
+
+    /// Marks sessions revoked (their refresh tokens stop working), then records their `sid:`
+    /// revocations (their access tokens stop working). Each write is idempotent, so a failure part
+    /// way is mended by doing it again.
+    async fn revoke_sessions(
+        &self,
+        sids: &[String],
+        access_until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
         if sids.is_empty() {
-            return Ok(sids);
+            return Ok(());
         }
         self.bounded(self.sessions.update_many(
-            doc! {"_id": {"$in": sids.clone()}},
+            doc! {"_id": {"$in": sids}},
             doc! {"$set": {"revoked": true}},
         ))
         .await?;
-        for sid in &sids {
+        for sid in sids {
             self.revoke(&Revoked::Session(sid.clone()), access_until, now)
                 .await?;
         }
-        Ok(sids)
+        Ok(())
     }
 }

@@ -10,14 +10,15 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::hub::ConnId;
 use super::protocol::{ClientFrame, CloseReason, ServerFrame, MAX_MESSAGE_CHARS};
 use crate::auth::Claims;
-use crate::ratelimit::{MessageLimiter, MessageVerdict};
+use crate::ratelimit::{ControlBudget, MessageLimiter, MessageVerdict};
 use crate::state::App;
 use crate::store::now_millis;
 
@@ -28,35 +29,57 @@ const WRITE_BATCH: usize = 64;
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Bytes a closing socket will read and discard while lingering.
 const CLOSE_DRAIN_LIMIT: usize = 1 << 20;
+/// Frames a closing socket will read while waiting for the close echo: a peer that floods instead
+/// of answering gets no more of the server's time than one that never answers.
+const CLOSE_FRAME_LIMIT: usize = 64;
+
+/// How a socket's life ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The peer closed or vanished: echo its close frame, if any, then close TCP.
+    ByPeer,
+    /// The server closes: its close frame, the peer's echo (briefly), then TCP.
+    Close(CloseReason),
+    /// A frame is half-written and could not be finished: not one more byte may be written, not
+    /// even a close frame (the peer would read it as the rest of the unfinished frame). TCP is
+    /// closed; the reason is for the log.
+    Cut(CloseReason),
+}
+
+impl From<CloseReason> for Ending {
+    fn from(reason: CloseReason) -> Self {
+        Ending::Close(reason)
+    }
+}
 
 /// Serves one upgraded socket until it closes.
 pub async fn serve<S>(app: Arc<App>, mut ws: WebSocketStream<S>, ticket_user: String, conn: ConnId)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let outcome = match await_auth(&app, &mut ws, &ticket_user).await {
+    // Pings and pongs cost the server as much as data frames: one budget for the socket's life.
+    let mut control = ControlBudget::new();
+    let ending = match await_auth(&app, &mut ws, &ticket_user, &mut control).await {
         Ok(claims) => {
             tracing::Span::current().record("user", claims.sub.as_str());
             tracing::info!("socket authenticated");
             let (joined, _membership) = Membership::join(&app, conn, &claims);
-            Session::new(&app, conn, claims).run(&mut ws, joined).await
+            Session::new(&app, conn, claims, control)
+                .run(&mut ws, joined)
+                .await
         }
-        Err(outcome) => outcome,
+        Err(ending) => ending,
     };
-    match outcome {
-        Some(reason) => {
-            tracing::info!(
-                code = reason.code(),
-                reason = reason.name(),
-                "closing socket"
-            );
-            close(&mut ws, Some(reason)).await;
-        }
-        None => {
-            tracing::debug!("socket closed by peer");
-            close(&mut ws, None).await;
-        }
+    match ending {
+        Ending::Close(reason) | Ending::Cut(reason) => tracing::info!(
+            code = reason.code(),
+            reason = reason.name(),
+            cut = matches!(ending, Ending::Cut(_)),
+            "closing socket"
+        ),
+        Ending::ByPeer => tracing::debug!("socket closed by peer"),
     }
+    close(&mut ws, ending).await;
 }
 
 /// Holds the socket's hub membership; leaving happens in `Drop`, so every exit path announces `left`.
@@ -91,12 +114,13 @@ async fn check_token(app: &App, token: &str, user: &str) -> Result<Claims, Close
 }
 
 /// PENDING: waits for the first data frame, which must be `{"type":"auth","token":JWT}` of the ticket's
-/// user. `Err(None)` means the peer went away.
+/// user.
 async fn await_auth<S>(
     app: &App,
     ws: &mut WebSocketStream<S>,
     ticket_user: &str,
-) -> Result<Claims, Option<CloseReason>>
+    control: &mut ControlBudget,
+) -> Result<Claims, Ending>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -104,31 +128,46 @@ where
     loop {
         let frame = tokio::select! {
             biased;
-            _ = app.shutdown.cancelled() => return Err(Some(CloseReason::ServerShutdown)),
-            _ = sleep_until(deadline) => return Err(Some(CloseReason::AuthTimeout)),
+            _ = app.shutdown.cancelled() => return Err(CloseReason::ServerShutdown.into()),
+            _ = sleep_until(deadline) => return Err(CloseReason::AuthTimeout.into()),
             frame = ws.next() => frame,
         };
         let text = match frame {
-            None | Some(Ok(Message::Close(_))) => return Err(None),
+            None | Some(Ok(Message::Close(_))) => return Err(Ending::ByPeer),
             Some(Err(err)) => return Err(read_error(err)),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-            Some(Ok(Message::Binary(_))) => return Err(Some(CloseReason::BadRequest)),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) if control.spend() => continue,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                return Err(CloseReason::RateLimited.into())
+            }
+            Some(Ok(Message::Frame(_))) => continue,
+            Some(Ok(Message::Binary(_))) => return Err(CloseReason::BadRequest.into()),
             Some(Ok(Message::Text(text))) => text,
         };
         let Ok(ClientFrame::Auth { token }) = serde_json::from_str::<ClientFrame>(&text) else {
-            return Err(Some(CloseReason::BadRequest));
+            return Err(CloseReason::BadRequest.into());
         };
-        return check_token(app, &token, ticket_user).await.map_err(Some);
+        return check_token(app, &token, ticket_user)
+            .await
+            .map_err(Ending::from);
     }
 }
 
-/// What a read error means for the socket: oversize gets 1009, anything else is a dead connection.
-fn read_error(err: WsError) -> Option<CloseReason> {
+/// What a read error means for the socket: an oversized frame is 1009, text that is not UTF-8 1007,
+/// any other breach of RFC 6455 1002 (the client has a bug; `wsgate.js` does not retry these);
+/// anything else is a dead connection.
+fn read_error(err: WsError) -> Ending {
     match err {
-        WsError::Capacity(_) => Some(CloseReason::MessageTooBig),
+        WsError::Capacity(_) => CloseReason::MessageTooBig.into(),
+        WsError::Utf8(_) => CloseReason::InvalidUtf8.into(),
+        // The peer closed TCP without a close frame: nobody is left to tell.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ending::ByPeer,
+        WsError::Protocol(err) => {
+            tracing::debug!(%err, "protocol violation");
+            CloseReason::ProtocolError.into()
+        }
         err => {
             tracing::debug!(%err, "read failed");
-            None
+            Ending::ByPeer
         }
     }
 }
@@ -139,6 +178,7 @@ struct Session<'a> {
     conn: ConnId,
     claims: Claims,
     limiter: MessageLimiter,
+    control: ControlBudget,
     last_heard: Instant,
     write_timeout: Duration,
 }
@@ -164,28 +204,32 @@ impl Timers {
 /// Why the write side gave up.
 enum WriteFailed {
     /// The peer cannot keep up: it fell too far behind the broadcast, or a write did not complete
-    /// within the write timeout.
+    /// within the write timeout. Nothing is half-written: a close frame may follow.
     Slow,
+    /// A write stalled part-way through a frame and could not be finished.
+    Cut,
     /// The connection is broken.
     Broken,
 }
 
-impl WriteFailed {
-    fn close_reason(self) -> Option<CloseReason> {
-        match self {
-            WriteFailed::Slow => Some(CloseReason::SlowConsumer),
-            WriteFailed::Broken => None,
+impl From<WriteFailed> for Ending {
+    fn from(failed: WriteFailed) -> Self {
+        match failed {
+            WriteFailed::Slow => Ending::Close(CloseReason::SlowConsumer),
+            WriteFailed::Cut => Ending::Cut(CloseReason::SlowConsumer),
+            WriteFailed::Broken => Ending::ByPeer,
         }
     }
 }
 
 impl<'a> Session<'a> {
-    fn new(app: &'a App, conn: ConnId, claims: Claims) -> Self {
+    fn new(app: &'a App, conn: ConnId, claims: Claims, control: ControlBudget) -> Self {
         Self {
             app,
             conn,
             claims,
             limiter: MessageLimiter::new(app.settings.rate.messages_per_sec),
+            control,
             last_heard: Instant::now(),
             write_timeout: app.settings.write_timeout,
         }
@@ -203,11 +247,7 @@ impl<'a> Session<'a> {
         Instant::now() + Duration::from_millis(warn_ms.saturating_sub(now_millis()).max(0) as u64)
     }
 
-    async fn run<S>(
-        mut self,
-        ws: &mut WebSocketStream<S>,
-        joined: super::hub::Joined,
-    ) -> Option<CloseReason>
+    async fn run<S>(mut self, ws: &mut WebSocketStream<S>, joined: super::hub::Joined) -> Ending
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -224,7 +264,7 @@ impl<'a> Session<'a> {
         }
         .to_json();
         if let Err(failed) = self.write(ws, hello).await {
-            return failed.close_reason();
+            return failed.into();
         }
         // One timer for every deadline of the socket (next ping, token warning, token expiry): one
         // timer entry per socket instead of three, and less state in every idle socket's future.
@@ -240,12 +280,12 @@ impl<'a> Session<'a> {
         loop {
             tokio::select! {
                 biased;
-                _ = self.app.shutdown.cancelled() => return Some(CloseReason::ServerShutdown),
-                reason = &mut kicked => return Some(reason.unwrap_or(CloseReason::ServerShutdown)),
+                _ = self.app.shutdown.cancelled() => return CloseReason::ServerShutdown.into(),
+                reason = &mut kicked => return reason.unwrap_or(CloseReason::ServerShutdown).into(),
                 _ = &mut timer => {
                     let now = Instant::now();
                     if now >= timers.expire_at {
-                        return Some(CloseReason::TokenExpired);
+                        return CloseReason::TokenExpired.into();
                     }
                     if timers.warn_at.is_some_and(|at| now >= at) {
                         // One warning per token; a refresh re-arms it.
@@ -253,18 +293,18 @@ impl<'a> Session<'a> {
                         let expires_in = (self.claims.exp - crate::auth::jwt::unix_now()).max(0);
                         let frame = ServerFrame::TokenExpiring { expires_in };
                         if let Err(failed) = self.write(ws, frame.to_json()).await {
-                            return failed.close_reason();
+                            return failed.into();
                         }
                     }
                     if now >= timers.ping_at {
                         if self.last_heard.elapsed() >= beat * 2 {
-                            return Some(CloseReason::HeartbeatTimeout);
+                            return CloseReason::HeartbeatTimeout.into();
                         }
                         timers.ping_at = now + beat;
                         let mut ping = Vec::with_capacity(2);
                         encode_frame(&mut ping, OPCODE_PING, &[]);
                         if let Err(failed) = self.write_raw(ws, ping).await {
-                            return failed.close_reason();
+                            return failed.into();
                         }
                     }
                     timer.as_mut().reset(timers.next());
@@ -274,18 +314,22 @@ impl<'a> Session<'a> {
                         // Boxed (here and for frames below): the futures of these rare-per-socket
                         // paths would otherwise be part of every idle socket's resident state.
                         if let Err(failed) = Box::pin(self.write_batch(ws, frame, &mut feed)).await {
-                            return failed.close_reason();
+                            return failed.into();
                         }
                     }
-                    Err(RecvError::Lagged(_)) => return Some(CloseReason::SlowConsumer),
-                    Err(RecvError::Closed) => return Some(CloseReason::ServerShutdown),
+                    Err(RecvError::Lagged(_)) => return CloseReason::SlowConsumer.into(),
+                    Err(RecvError::Closed) => return CloseReason::ServerShutdown.into(),
                 },
                 frame = ws.next() => {
                     self.last_heard = Instant::now();
                     let text = match frame {
-                        None | Some(Ok(Message::Close(_))) => return None,
+                        None | Some(Ok(Message::Close(_))) => return Ending::ByPeer,
                         Some(Err(err)) => return read_error(err),
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) if self.control.spend() => continue,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            return CloseReason::RateLimited.into()
+                        }
+                        Some(Ok(Message::Frame(_))) => continue,
                         Some(Ok(Message::Binary(_))) => None,
                         Some(Ok(Message::Text(text))) => Some(text),
                     };
@@ -296,7 +340,7 @@ impl<'a> Session<'a> {
                             timer.as_mut().reset(timers.next());
                         }
                         Ok(None) => {}
-                        Err(reason) => return reason,
+                        Err(ending) => return ending,
                     }
                 }
             }
@@ -304,12 +348,12 @@ impl<'a> Session<'a> {
     }
 
     /// Handles one data frame (`None` for binary). `Ok(Some(deadline))` after a refresh;
-    /// `Err(reason)` ends the session.
+    /// `Err(ending)` ends the session.
     async fn handle_frame<S>(
         &mut self,
         ws: &mut WebSocketStream<S>,
         text: Option<Utf8Bytes>,
-    ) -> Result<Option<Instant>, Option<CloseReason>>
+    ) -> Result<Option<Instant>, Ending>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -320,7 +364,7 @@ impl<'a> Session<'a> {
                     .reply_error(ws, "rate_limited", "too many messages, slow down")
                     .await
             }
-            MessageVerdict::Flood => return Err(Some(CloseReason::RateLimited)),
+            MessageVerdict::Flood => return Err(CloseReason::RateLimited.into()),
         }
         let frame = text.and_then(|t| serde_json::from_str::<ClientFrame>(&t).ok());
         match frame {
@@ -350,9 +394,7 @@ impl<'a> Session<'a> {
                 }
             }
             Some(ClientFrame::Refresh { token }) => {
-                let claims = check_token(self.app, &token, &self.claims.sub)
-                    .await
-                    .map_err(Some)?;
+                let claims = check_token(self.app, &token, &self.claims.sub).await?;
                 self.app
                     .hub
                     .set_token(self.conn, claims.jti.clone(), claims.sid.clone());
@@ -360,9 +402,7 @@ impl<'a> Session<'a> {
                 let reply = ServerFrame::Refreshed {
                     expires_at: self.claims.exp,
                 };
-                self.write(ws, reply.to_json())
-                    .await
-                    .map_err(WriteFailed::close_reason)?;
+                self.write(ws, reply.to_json()).await?;
                 tracing::debug!("token refreshed in band");
                 Ok(Some(self.token_deadline()))
             }
@@ -374,15 +414,13 @@ impl<'a> Session<'a> {
         ws: &mut WebSocketStream<S>,
         code: &str,
         message: &str,
-    ) -> Result<Option<Instant>, Option<CloseReason>>
+    ) -> Result<Option<Instant>, Ending>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let frame = ServerFrame::Error { code, message };
-        self.write(ws, frame.to_json())
-            .await
-            .map(|()| None)
-            .map_err(WriteFailed::close_reason)
+        self.write(ws, frame.to_json()).await?;
+        Ok(None)
     }
 
     /// Sends one text frame.
@@ -421,9 +459,10 @@ impl<'a> Session<'a> {
 
     /// Writes encoded frames straight to the connection, giving up after the write timeout (a peer
     /// that does not read). tungstenite's own queue (pongs, close replies) is flushed first, so whole
-    /// frames never interleave. The buffer lives only for this write: tungstenite's write buffer
-    /// keeps its largest size forever, which made every socket keep its `auth_ok` (and with it the
-    /// whole presence list) resident.
+    /// frames never interleave; tungstenite keeps whatever of its queue it could not write and
+    /// finishes it before anything else it writes. The buffer lives only for this write:
+    /// tungstenite's write buffer keeps its largest size forever, which made every socket keep its
+    /// `auth_ok` (and with it the whole presence list) resident.
     async fn write_raw<S>(
         &self,
         ws: &mut WebSocketStream<S>,
@@ -432,17 +471,44 @@ impl<'a> Session<'a> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let write = async {
-            ws.flush().await.map_err(std::io::Error::other)?;
-            let io = ws.get_mut();
-            io.write_all(&out).await?;
-            io.flush().await
-        };
-        match timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(WriteFailed::Broken),
-            Err(_) => Err(WriteFailed::Slow),
+        let deadline = Instant::now() + self.write_timeout;
+        match timeout_at(deadline, ws.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(WriteFailed::Broken),
+            Err(_) => return Err(WriteFailed::Slow),
         }
+        write_frames(ws.get_mut(), &out, deadline).await
+    }
+}
+
+/// Writes `out` (whole frames) by `deadline`. When the deadline passes with part of `out` written,
+/// the peer holds the start of a frame whose rest it has not got: anything else written now would
+/// be read as that frame's payload. So the rest gets one more bounded chance (`CLOSE_LINGER`), and
+/// if that fails too, the connection must be cut without another byte.
+async fn write_frames<W>(io: &mut W, out: &[u8], deadline: Instant) -> Result<(), WriteFailed>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut written = 0;
+    let all = async {
+        while written < out.len() {
+            match io.write(&out[written..]).await? {
+                0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                n => written += n,
+            }
+        }
+        io.flush().await
+    };
+    match timeout_at(deadline, all).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteFailed::Broken),
+        // Nothing of it left: the peer is between frames, and a close frame may follow.
+        Err(_) if written == 0 => Err(WriteFailed::Slow),
+        Err(_) => match timeout(CLOSE_LINGER, io.write_all(&out[written..])).await {
+            Ok(Ok(())) => Err(WriteFailed::Slow),
+            Ok(Err(_)) => Err(WriteFailed::Broken),
+            Err(_) => Err(WriteFailed::Cut),
+        },
     }
 }
 
@@ -468,25 +534,26 @@ fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
 
 /// Ends the close handshake and the connection (RFC 6455 section 7.1.1: the server closes TCP first).
 ///
-/// Peer-initiated (`None`): echo its close frame and close at once. Server-initiated: send our close
-/// frame, wait (briefly) for the peer's echo, then close. While waiting, input is read, not left
-/// unread: closing a TCP socket with unread input makes the kernel answer with RST, which can destroy
-/// our close frame before the peer reads it (the 1009 case: the rest of the oversized frame is still
-/// unread).
-async fn close<S>(ws: &mut WebSocketStream<S>, reason: Option<CloseReason>)
+/// Peer-initiated: echo its close frame and close at once. Server-initiated: send our close frame,
+/// wait (briefly) for the peer's echo, then close. While waiting, input is read, not left unread:
+/// closing a TCP socket with unread input makes the kernel answer with RST, which can destroy our
+/// close frame before the peer reads it (the 1009 case: the rest of the oversized frame is still
+/// unread). Cut: nothing more is written, not even tungstenite's queue.
+async fn close<S>(ws: &mut WebSocketStream<S>, ending: Ending)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    match reason {
+    match ending {
         // tungstenite has queued the echo of the peer's close; `close` would try to start a second
         // handshake and fail without sending it.
-        None => {
+        Ending::ByPeer => {
             let _ = timeout(CLOSE_LINGER, ws.flush()).await;
         }
-        Some(reason) => {
+        Ending::Close(reason) => {
             let _ = timeout(CLOSE_LINGER, ws.close(Some(reason.frame()))).await;
             let _ = timeout(CLOSE_LINGER, await_close_echo(ws)).await;
         }
+        Ending::Cut(_) => {}
     }
     let _ = timeout(CLOSE_LINGER, ws.get_mut().shutdown()).await;
 }
@@ -497,7 +564,7 @@ async fn await_close_echo<S>(ws: &mut WebSocketStream<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    loop {
+    for _ in 0..CLOSE_FRAME_LIMIT {
         match ws.next().await {
             None | Some(Ok(Message::Close(_))) => return,
             Some(Ok(_)) => continue,
@@ -513,5 +580,142 @@ where
             Ok(0) | Err(_) => break,
             Ok(n) => total += n,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+
+    /// Parses one frame header with tungstenite (the reference decoder): header and payload length.
+    fn decode(bytes: &[u8]) -> (FrameHeader, u64, usize) {
+        let mut cursor = std::io::Cursor::new(bytes);
+        let (header, len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+        (header, len, cursor.position() as usize)
+    }
+
+    #[test]
+    fn frames_carry_7_16_and_64_bit_lengths() {
+        for (len, head_len) in [
+            (0, 2),
+            (125, 2),
+            (126, 4),
+            (65_535, 4),
+            (65_536, 10),
+            (70_000, 10),
+        ] {
+            let payload = vec![b'a'; len];
+            let mut out = Vec::new();
+            encode_frame(&mut out, OPCODE_TEXT, &payload);
+            let (header, decoded_len, used) = decode(&out);
+            assert!(
+                header.is_final && !header.rsv1 && header.mask.is_none(),
+                "{len}"
+            );
+            assert_eq!(header.opcode, OpCode::Data(Data::Text));
+            assert_eq!((decoded_len as usize, used), (len, head_len), "{len}");
+            assert_eq!(&out[used..], &payload[..]);
+        }
+        let mut ping = Vec::new();
+        encode_frame(&mut ping, OPCODE_PING, &[]);
+        assert_eq!(ping, [0x89, 0x00]);
+    }
+
+    #[test]
+    fn close_frames_carry_code_and_reason() {
+        for reason in [
+            CloseReason::ProtocolError,
+            CloseReason::InvalidUtf8,
+            CloseReason::SlowConsumer,
+            CloseReason::RateLimited,
+        ] {
+            let frame = reason.frame();
+            assert_eq!(u16::from(frame.code), reason.code());
+            assert_eq!(frame.reason.as_str(), reason.name());
+        }
+        assert_eq!(
+            (
+                CloseReason::ProtocolError.code(),
+                CloseReason::InvalidUtf8.code()
+            ),
+            (1002, 1007)
+        );
+    }
+
+    /// A pipe whose reader takes `capacity` bytes before the writer blocks.
+    fn pipe(capacity: usize) -> (tokio::io::DuplexStream, tokio::io::DuplexStream) {
+        tokio::io::duplex(capacity)
+    }
+
+    fn frames(n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            encode_frame(&mut out, OPCODE_TEXT, &[b'x'; 40]);
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_stalled_between_frames_is_slow_and_a_close_may_follow() {
+        let (mut writer, _reader) = pipe(16);
+        writer.write_all(&[0; 16]).await.unwrap(); // the peer's buffer is already full
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let result = write_frames(&mut writer, &frames(2), deadline).await;
+        assert!(matches!(result, Err(WriteFailed::Slow)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_stalled_mid_frame_is_cut_and_writes_nothing_more() {
+        let (mut writer, mut reader) = pipe(16);
+        let out = frames(3);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let result = write_frames(&mut writer, &out, deadline).await;
+        assert!(matches!(result, Err(WriteFailed::Cut)));
+        drop(writer);
+        let mut seen = Vec::new();
+        reader.read_to_end(&mut seen).await.unwrap();
+        assert_eq!(
+            seen,
+            out[..16],
+            "only the start of the first frame, nothing after it"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_stalled_mid_frame_is_finished_when_the_peer_reads_again() {
+        let (mut writer, mut reader) = pipe(16);
+        let out = frames(3);
+        let reading = tokio::spawn(async move {
+            // Resumes reading after the write deadline, within the linger.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let mut seen = Vec::new();
+            reader.read_to_end(&mut seen).await.unwrap();
+            seen
+        });
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let result = write_frames(&mut writer, &out, deadline).await;
+        assert!(
+            matches!(result, Err(WriteFailed::Slow)),
+            "finished, then closed as slow"
+        );
+        drop(writer);
+        assert_eq!(reading.await.unwrap(), out, "every frame whole");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_within_the_deadline_is_whole() {
+        let (mut writer, mut reader) = pipe(1 << 16);
+        let out = frames(10);
+        write_frames(&mut writer, &out, Instant::now() + Duration::from_secs(1))
+            .await
+            .ok()
+            .expect("written");
+        drop(writer);
+        let mut seen = Vec::new();
+        reader.read_to_end(&mut seen).await.unwrap();
+        assert_eq!(seen, out);
     }
 }

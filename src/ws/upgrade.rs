@@ -86,13 +86,10 @@ async fn upgrade(
     let on_upgrade = on_upgrade.ok_or(ApiError::UpgradeRequired)?;
 
     // 1. Origin, before the ticket is touched, so a forbidden page cannot burn the user's ticket.
-    let origin = match headers.get(header::ORIGIN) {
-        None => None,
-        Some(value) => Some(value.to_str().map_err(|_| ApiError::OriginForbidden)?),
-    };
+    let origin = headers.get(header::ORIGIN);
     if !app.origin_allowed(origin) {
         tracing::info!(
-            origin = origin.unwrap_or(""),
+            origin = crate::http::printable_origin(origin),
             "upgrade from forbidden origin"
         );
         return Err(ApiError::OriginForbidden);

@@ -160,12 +160,35 @@ impl Gateway {
         body: Option<Vec<u8>>,
         bearer: Option<&str>,
     ) -> Result<Reply> {
+        self.request_with_headers(method, path, body, bearer, &[])
+            .await
+    }
+
+    /// Like `request`, with extra headers (a later one of the same name replaces the default
+    /// content type): what a browser adds, such as `Origin`.
+    pub async fn request_with_headers(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        bearer: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
-            req = req.header("content-type", "application/json").body(body);
+            let typed = headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+            if !typed {
+                req = req.header("content-type", "application/json");
+            }
+            req = req.body(body);
         }
         if let Some(token) = bearer {
             req = req.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let resp = req
             .send()

@@ -84,6 +84,7 @@ macro_rules! with_scenarios {
             expired_ticket,
             reused_ticket,
             forbidden_origin_then_allowed,
+            cross_site_posts_are_refused,
             racing_upgrades,
             first_frame_binary,
             first_frame_not_json,
@@ -400,6 +401,66 @@ async fn forbidden_origin_then_allowed(ctx: Arc<Ctx>) -> Result<Outcome> {
     let mut socket = ctx.gw.upgrade(&ticket).await?.open()?;
     socket.auth(&user.token).await?;
     ensure!(socket.recv().await?["type"] == "auth_ok", "no auth_ok");
+    Ok(Outcome::Pass)
+}
+
+/// Another site's page posting a form from a visitor's browser: every state-changing route refuses
+/// it (403 `origin_forbidden`) and changes nothing; the server's own origin and no origin pass.
+async fn cross_site_posts_are_refused(ctx: Arc<Ctx>) -> Result<Outcome> {
+    let gw = &ctx.gw;
+    let post =
+        |path: &'static str, body: Option<String>, bearer: Option<String>, origin: String| {
+            let gw = gw.clone();
+            async move {
+                let mut headers = vec![("content-type", "text/plain")];
+                if !origin.is_empty() {
+                    headers.push(("origin", origin.as_str()));
+                }
+                gw.request_with_headers(
+                    reqwest::Method::POST,
+                    path,
+                    body.map(String::into_bytes),
+                    bearer.as_deref(),
+                    &headers,
+                )
+                .await
+            }
+        };
+    let name = crate::unique_name("xsite");
+    let form = json!({"username": name, "password": PASSWORD}).to_string();
+    for origin in ["http://evil.example", "null", "https://evil.example:443"] {
+        post("/api/register", Some(form.clone()), None, origin.into())
+            .await?
+            .expect_error(403, "origin_forbidden")?;
+    }
+    // Nothing was created: the name is still free.
+    let created = gw.register(&name, PASSWORD).await?;
+    ensure!(created.status == 201, "register: {}", created.body);
+    let user = gw.relogin(&name).await?;
+    let evil = || "http://evil.example".to_string();
+    let token = || Some(user.token.clone());
+    post("/api/login", Some(form.clone()), None, evil())
+        .await?
+        .expect_error(403, "origin_forbidden")?;
+    let refresh = json!({"refresh_token": user.refresh_token}).to_string();
+    post("/api/token/refresh", Some(refresh), None, evil())
+        .await?
+        .expect_error(403, "origin_forbidden")?;
+    for path in ["/api/ws-ticket", "/api/logout", "/api/logout-all"] {
+        post(path, None, token(), evil())
+            .await?
+            .expect_error(403, "origin_forbidden")?;
+    }
+    // The refused logouts changed nothing; the server's own origin, and no origin, pass.
+    let own = post("/api/ws-ticket", None, token(), gw.origin().to_string()).await?;
+    ensure!(own.status == 201, "own origin: {} {}", own.status, own.body);
+    let bare = post("/api/ws-ticket", None, token(), String::new()).await?;
+    ensure!(
+        bare.status == 201,
+        "no origin: {} {}",
+        bare.status,
+        bare.body
+    );
     Ok(Outcome::Pass)
 }
 

@@ -1,5 +1,5 @@
-//! Session lifecycle across instances, on both stores: JWT key rotation with the previous secret, and
-//! revocations made through one instance closing sockets held by another.
+//! Session lifecycle, on both stores: JWT key rotation with the previous secret, revocations made
+//! through one instance closing sockets held by another, and the per-user session cap.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +108,43 @@ async fn revocation_reaches_sockets_on_other_instances(backend: &str) {
         .unwrap();
 }
 
+async fn logins_past_the_cap_revoke_the_oldest_session(backend: &str) {
+    let Some(store) = store_for(backend).await else {
+        return;
+    };
+    let server = spawn_app_with_store(&["--max-sessions-per-user", "3"], store).await;
+    let gw = &server.gw;
+    let first = gw.new_user("many").await.unwrap(); // session 1
+    let (mut socket, _) = gw.connect(&first).await.unwrap();
+    let mut later = Vec::new();
+    for _ in 0..2 {
+        later.push(gw.relogin(&first.name).await.unwrap()); // sessions 2 and 3
+    }
+    socket
+        .expect_silence(Duration::from_millis(200))
+        .await
+        .unwrap();
+    later.push(gw.relogin(&first.name).await.unwrap()); // session 4: the first must go
+    socket
+        .expect_closed_with(4401, "token_revoked", Duration::from_secs(5))
+        .await
+        .unwrap();
+    gw.refresh(&first.refresh_token)
+        .await
+        .unwrap()
+        .expect_error(401, "invalid_refresh_token")
+        .unwrap();
+    gw.post_empty("/api/ws-ticket", Some(&first.token))
+        .await
+        .unwrap()
+        .expect_error(401, "unauthorized")
+        .unwrap();
+    for mut user in later {
+        gw.refresh_user(&mut user).await.unwrap();
+        gw.ticket(&user.token).await.unwrap();
+    }
+}
+
 mod memory {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn key_rotation_keeps_everyone_signed_in() {
@@ -116,6 +153,10 @@ mod memory {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn revocation_reaches_sockets_on_other_instances() {
         super::revocation_reaches_sockets_on_other_instances("memory").await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logins_past_the_cap_revoke_the_oldest_session() {
+        super::logins_past_the_cap_revoke_the_oldest_session("memory").await;
     }
 }
 
@@ -127,5 +168,9 @@ mod mongodb {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn revocation_reaches_sockets_on_other_instances() {
         super::revocation_reaches_sockets_on_other_instances("mongodb").await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logins_past_the_cap_revoke_the_oldest_session() {
+        super::logins_past_the_cap_revoke_the_oldest_session("mongodb").await;
     }
 }

@@ -2,8 +2,10 @@
 //! One test binary (several modules) keeps link time down.
 
 mod helpers;
+mod hostile;
 mod lifecycle;
 mod mongo;
+mod raw;
 mod scenarios;
 mod server;
 mod store;

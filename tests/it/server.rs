@@ -94,6 +94,33 @@ async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
 }
 
 #[tokio::test]
+async fn a_forwarded_for_line_of_the_clients_own_cannot_dodge_the_limits() {
+    // The proxy appends its own line; the client wrote one before it, different on every request.
+    let server = spawn_app(&[
+        "--rate-login-per-min",
+        "1",
+        "--trusted-proxies",
+        "127.0.0.1",
+    ])
+    .await;
+    let mut statuses = Vec::new();
+    for n in 1..=3 {
+        let status = reqwest::Client::new()
+            .post(format!("{}/api/login", server.url))
+            .header("x-forwarded-for", format!("198.51.100.{n}"))
+            .header("x-forwarded-for", "203.0.113.7")
+            .body(r#"{"username":"nobody","password":"whatever1"}"#)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [401, 429, 429], "one client, one budget");
+}
+
+#[tokio::test]
 async fn upgrade_checks_origin_then_rate_limit_then_ticket() {
     let server = spawn_app(&["--rate-upgrade-per-min", "1"]).await;
     let gw = &server.gw;
@@ -417,7 +444,7 @@ async fn one_client_cannot_hold_more_than_its_share_of_connections() {
 }
 
 #[tokio::test]
-async fn a_token_does_not_outlive_its_account() {
+async fn a_token_does_not_outlive_its_account_on_any_path() {
     // Same secret, new embedded store: as after a restart, where someone re-registers the name.
     let before = spawn_app(&[]).await;
     let old = before.gw.new_user("reborn").await.unwrap();
@@ -446,8 +473,25 @@ async fn a_token_does_not_outlive_its_account() {
             .expect_error(401, "unauthorized")
             .unwrap();
     }
+    // The socket's first frame and its in-band refresh follow the same rule (before, both took it:
+    // the name matched the ticket's user and nothing had revoked it).
     let fresh = after.gw.relogin(&old.name).await.unwrap();
-    after.gw.ticket(&fresh.token).await.unwrap();
+    let ticket = after.gw.ticket(&fresh.token).await.unwrap();
+    let mut pending = after.gw.upgrade(&ticket).await.unwrap().open().unwrap();
+    pending.auth(&old.token).await.unwrap();
+    pending
+        .expect_closed_with(4401, "token_invalid", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (mut authed, _) = after.gw.connect(&fresh).await.unwrap();
+    authed
+        .send_json(json!({"type": "refresh", "token": old.token}))
+        .await
+        .unwrap();
+    authed
+        .expect_closed_with(4401, "token_invalid", Duration::from_secs(5))
+        .await
+        .unwrap();
 }
 
 mod binary {

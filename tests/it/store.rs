@@ -59,6 +59,12 @@ macro_rules! store_suite {
                 }
             }
             #[tokio::test]
+            async fn sessions_beyond_the_cap_are_revoked_oldest_first() {
+                if let Some(store) = $make.await {
+                    sessions_beyond_the_cap_are_revoked_oldest_first_on(store).await;
+                }
+            }
+            #[tokio::test]
             async fn revocations_are_remembered() {
                 if let Some(store) = $make.await {
                     revocations_are_remembered_on(store).await;
@@ -204,6 +210,7 @@ async fn start_session(store: &Arc<dyn Store>, sid: &str, first: u8) {
             expires_at: now_millis() + 60_000,
             generation: 0,
             current_hash: [first; 32],
+            created_at: now_millis(),
         })
         .await
         .unwrap();
@@ -330,3 +337,60 @@ store_suite!(mongodb, async {
         .await
         .map(|s| s as Arc<dyn Store>)
 });
+
+pub async fn sessions_beyond_the_cap_are_revoked_oldest_first_on(store: Arc<dyn Store>) {
+    let now = now_millis();
+    let session = |sid: &str, user: &str, age: i64, expires_in: i64| SessionRecord {
+        sid: sid.into(),
+        username: user.into(),
+        expires_at: now + expires_in,
+        generation: 0,
+        current_hash: [sid.as_bytes()[1]; 32],
+        created_at: now - age,
+    };
+    for record in [
+        session("a1", "alice", 5_000, 60_000),
+        session("a2", "Alice", 4_000, 60_000), // the same account
+        session("a3", "alice", 3_000, 60_000),
+        session("a4", "alice", 2_000, 60_000),
+        session("a5", "alice", 1_000, 60_000),
+        session("a6", "alice", 6_000, -1), // expired: not live, not counted
+        session("b1", "bob", 9_000, 60_000),
+    ] {
+        store.create_session(record).await.unwrap();
+    }
+    store.revoke_session("a4", now + 60_000, now).await.unwrap(); // revoked: not counted
+    let mut evicted = store
+        .revoke_sessions_beyond("alice", 2, now + 60_000, now)
+        .await
+        .unwrap();
+    evicted.sort();
+    assert_eq!(
+        evicted,
+        ["a1", "a2"],
+        "the oldest live ones beyond the newest two"
+    );
+    for sid in ["a1", "a2"] {
+        assert!(store.is_revoked("any", sid).await.unwrap(), "{sid}");
+        let presented = [sid.as_bytes()[1]; 32];
+        let rotate = Rotation {
+            sid: sid.into(),
+            generation: 0,
+            presented,
+            next: [9; 32],
+            next_expires_at: now + 60_000,
+        };
+        assert_eq!(
+            store.rotate_refresh(&rotate, now).await.unwrap(),
+            RefreshOutcome::Invalid
+        );
+    }
+    for sid in ["a3", "a5", "b1"] {
+        assert!(!store.is_revoked("any", sid).await.unwrap(), "{sid}");
+    }
+    assert!(store
+        .revoke_sessions_beyond("alice", 2, now + 60_000, now)
+        .await
+        .unwrap()
+        .is_empty());
+}

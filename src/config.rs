@@ -146,6 +146,12 @@ pub struct Config {
     #[arg(long, env = "WSGATE_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
     pub max_connections_per_ip: usize,
 
+    /// Address of a listener that serves only `GET /metrics` (bind it to a private interface). When
+    /// unset, `/metrics` is served on the main listener only if that is bound to a loopback address
+    /// and no trusted proxy is configured, so it is never public by default.
+    #[arg(long, env = "WSGATE_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Folder served at `/` (the web client).
     #[arg(long, env = "WSGATE_CLIENT_DIR", default_value = "client")]
     pub client_dir: PathBuf,
@@ -280,6 +286,8 @@ pub struct Settings {
     pub max_connections_per_ip: Option<usize>,
     /// MongoDB backend, when configured.
     pub mongodb: Option<MongoSettings>,
+    /// The metrics-only listener, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     /// Static files served at `/`.
     pub client_dir: PathBuf,
     /// Log format.
@@ -319,6 +327,7 @@ impl std::fmt::Debug for Settings {
             .field("request_timeout", &self.request_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("mongodb", &self.mongodb)
+            .field("metrics_addr", &self.metrics_addr)
             .field("client_dir", &self.client_dir)
             .field("log_format", &self.log_format)
             .finish()
@@ -549,6 +558,7 @@ impl Config {
                     })
                 }
             },
+            metrics_addr: self.metrics_addr,
             client_dir: self.client_dir,
             log_format: self.log_format,
         })

@@ -45,6 +45,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .unify()
         .or(health(app.clone()))
         .unify()
+        .or(metrics(app.clone()))
+        .unify()
         .with(warp::reply::with::header(
             http::header::CACHE_CONTROL,
             "no-store",
@@ -310,7 +312,12 @@ fn login(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection>
     post_json("login")
         .and(json_body_after_limit(app, |l| &l.login))
         .and_then(|app: Arc<App>, _ip: IpAddr, creds| async move {
-            handle_login(app, creds).await.map_err(Rejection::from)
+            let result = handle_login(app.clone(), creds).await;
+            app.metrics.login(match &result {
+                Ok(_) => "ok",
+                Err(err) => err.code(),
+            });
+            result.map_err(Rejection::from)
         })
 }
 
@@ -432,12 +439,53 @@ async fn handle_ws_ticket(
             expires_at: ticket.expires_at,
         })
         .await?;
+    app.metrics.tickets_minted.inc();
     tracing::debug!(user = %claims.sub, "ticket minted");
     Ok(warp::reply::with_status(
         warp::reply::json(&json!({"ticket": ticket.text, "expires_in": ttl.as_secs()})),
         StatusCode::CREATED,
     )
     .into_response())
+}
+
+/// `GET /metrics` on the main listener, where `startup` decided it may be served (404 elsewhere).
+fn metrics(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(with_app(app))
+        .and_then(|app: Arc<App>| async move {
+            if app.metrics_on_main {
+                Ok(metrics_reply(&app))
+            } else {
+                Err(Rejection::from(ApiError::NotFound))
+            }
+        })
+}
+
+fn metrics_reply(app: &App) -> Response {
+    warp::reply::with_header(
+        app.metrics.encode(),
+        http::header::CONTENT_TYPE,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )
+    .into_response()
+}
+
+/// Everything the metrics-only listener (`WSGATE_METRICS_ADDR`) serves: `GET /metrics`, and 404.
+pub fn metrics_only(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(with_app(app))
+        .map(|app: Arc<App>| metrics_reply(&app))
+        .recover(recover)
+        .unify()
+        .with(warp::reply::with::header(
+            http::header::CACHE_CONTROL,
+            "no-store",
+        ))
+        .map(Reply::into_response)
 }
 
 fn health(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod ratelimit;
 pub mod sessions;
 pub mod startup;

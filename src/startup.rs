@@ -23,9 +23,10 @@ use crate::auth::password::PasswordError;
 use crate::auth::{PasswordHasher, RefreshCodec, TicketCodec, TokenKeys};
 use crate::config::Settings;
 use crate::http::ClientAddr;
+use crate::metrics::{Held, Metrics};
 use crate::ratelimit::IpLimits;
 use crate::state::App;
-use crate::store::{MemoryStore, MongoStore, Store};
+use crate::store::{InstrumentedStore, MemoryStore, MongoStore, Store};
 use crate::ws::hub::Hub;
 
 /// How long shutdown waits for connections to finish before giving up on them.
@@ -104,12 +105,23 @@ impl Drop for IpShare {
     }
 }
 
+/// Connections the metrics-only listener serves at once: scrapers, not clients.
+const METRICS_CONNECTIONS: usize = 16;
+
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    metrics_listener: Option<TcpListener>,
     app: Arc<App>,
     slots: Arc<Semaphore>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let failed = |source| StartupError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let local = listener.local_addr().map_err(failed)?;
+    Ok((listener, local))
 }
 
 impl Application {
@@ -132,17 +144,18 @@ impl Application {
         settings: Settings,
         store: Arc<dyn Store>,
     ) -> Result<Self, StartupError> {
-        let listener =
-            TcpListener::bind(settings.addr)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: settings.addr,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: settings.addr,
-            source,
-        })?;
+        let (listener, local_addr) = bind(settings.addr).await?;
+        let metrics_listener = match settings.metrics_addr {
+            Some(addr) => Some(bind(addr).await?.0),
+            None => None,
+        };
+        // Never public by default: on the main listener only when nothing but this machine can
+        // reach it directly and no proxy forwards the world to it.
+        let metrics_on_main = metrics_listener.is_none()
+            && local_addr.ip().is_loopback()
+            && settings.trusted_proxies.is_empty();
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics.clone()));
         let secret = match &settings.jwt_secret {
             Some(secret) => secret.clone(),
             None => {
@@ -158,19 +171,23 @@ impl Application {
             tokens: TokenKeys::new(&secret, previous, settings.jwt_ttl, settings.jwt_leeway),
             tickets: TicketCodec::new(&secret, previous),
             refresh_tokens: RefreshCodec::new(&secret, previous),
-            passwords: PasswordHasher::new(settings.bcrypt_cost).await?,
+            passwords: PasswordHasher::new(settings.bcrypt_cost, metrics.bcrypt_queue.clone())
+                .await?,
             hub: Hub::new(settings.outbound_queue),
             limits: IpLimits::new(&settings.rate),
             allowed_origins: App::resolve_origins(&settings, local_addr),
             ws_config: App::websocket_config(settings.max_frame_bytes),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            metrics,
+            metrics_on_main,
             store,
             settings,
         });
         Ok(Self {
             listener,
             local_addr,
+            metrics_listener,
             slots: Arc::new(Semaphore::new(app.settings.max_connections)),
             app,
         })
@@ -179,6 +196,13 @@ impl Application {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The metrics-only listener's address, when `WSGATE_METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The shared state, for embedding and tests (hub counts, store).
@@ -192,6 +216,7 @@ impl Application {
         let Self {
             listener,
             local_addr,
+            metrics_listener,
             app,
             slots,
         } = self;
@@ -205,8 +230,23 @@ impl Application {
         let revocations = tokio::spawn(crate::sessions::follow_revocations(app.clone()));
         // The filter tree is built once; each connection gets a cheap clone.
         let routes = crate::http::routes(app.clone());
+        if let Some(metrics_listener) = metrics_listener {
+            if let Ok(addr) = metrics_listener.local_addr() {
+                tracing::info!(%addr, "metrics listening");
+            }
+            let scrapers = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
+            let routes = crate::http::metrics_only(app.clone());
+            app.tasks.spawn(accept_loop(
+                metrics_listener,
+                app.clone(),
+                scrapers,
+                routes,
+                None,
+            ));
+        }
+        let per_ip = app.settings.max_connections_per_ip;
         tokio::select! {
-            _ = accept_loop(listener, app.clone(), slots, routes) => {}
+            _ = accept_loop(listener, app.clone(), slots, routes, per_ip) => {}
             _ = shutdown => tracing::info!("shutdown requested"),
         }
         app.shutdown.cancel();
@@ -227,15 +267,22 @@ impl Application {
     }
 }
 
-async fn accept_loop<R>(listener: TcpListener, app: Arc<App>, slots: Arc<Semaphore>, routes: R)
-where
+/// Accepts connections while a slot is free, each capped at `per_ip` per client (trusted proxies
+/// excepted), until shutdown.
+async fn accept_loop<R>(
+    listener: TcpListener,
+    app: Arc<App>,
+    slots: Arc<Semaphore>,
+    routes: R,
+    per_ip: Option<usize>,
+) where
     R: Filter<Extract = (warp::reply::Response,), Error = Infallible>
         + Clone
         + Send
         + Sync
         + 'static,
 {
-    let per_ip = app.settings.max_connections_per_ip.map(|cap| {
+    let per_ip = per_ip.map(|cap| {
         Arc::new(PerIpCounts {
             cap,
             counts: Mutex::new(HashMap::new()),
@@ -304,6 +351,7 @@ async fn serve_connection<R>(
 {
     let routes = warp::service(routes);
     let proxies = app.settings.trusted_proxies.clone();
+    let metrics = app.metrics.clone();
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         // Behind a trusted proxy the client is named by X-Forwarded-For (every line of it); otherwise
         // it is the peer. A line that is not text cannot name anyone: it stops the walk.
@@ -317,7 +365,12 @@ async fn serve_connection<R>(
             .insert(ClientAddr(SocketAddr::new(client, peer.port())));
         req.extensions_mut().insert(slot.clone());
         let mut routes = routes.clone();
-        async move { routes.call(req).await }
+        let in_flight = Held::new(&metrics.http_in_flight);
+        async move {
+            let response = routes.call(req).await;
+            drop(in_flight);
+            response
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{PasswordHasher, RefreshCodec, TicketCodec, TokenKeys};
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::ratelimit::IpLimits;
 use crate::store::Store;
 use crate::ws::hub::Hub;
@@ -40,6 +41,10 @@ pub struct App {
     pub allowed_origins: Vec<String>,
     /// The WebSocket settings wsgate owns (read buffer, frame limits).
     pub ws_config: WebSocketConfig,
+    /// Operational metrics.
+    pub metrics: Arc<Metrics>,
+    /// Whether the main listener answers `GET /metrics` (see `startup`).
+    pub metrics_on_main: bool,
     /// Cancelled when the server shuts down; every connection watches it.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.

@@ -6,7 +6,10 @@
 
 use std::sync::Arc;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Semaphore;
+
+use crate::metrics::Held;
 
 /// Longest a request waits for a free core to run bcrypt on.
 pub const QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -27,20 +30,24 @@ pub enum PasswordError {
 pub struct PasswordHasher {
     cost: u32,
     permits: Arc<Semaphore>,
+    /// Hashes waiting for a permit or running (the bcrypt queue depth of `/metrics`).
+    queue: Gauge,
     /// A real hash of a random password, verified against when the user does not exist, so that an
     /// unknown user costs the same time as a wrong password.
     dummy_hash: Arc<str>,
 }
 
 impl PasswordHasher {
-    /// Builds the hasher and its dummy hash (one bcrypt run, on the blocking pool).
-    pub async fn new(cost: u32) -> Result<Self, PasswordError> {
+    /// Builds the hasher and its dummy hash (one bcrypt run, on the blocking pool). `queue` counts
+    /// the hashes waiting or running.
+    pub async fn new(cost: u32, queue: Gauge) -> Result<Self, PasswordError> {
         let permits = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
         let mut hasher = Self {
             cost,
             permits: Arc::new(Semaphore::new(permits)),
+            queue,
             dummy_hash: Arc::from(""),
         };
         let random = base64::Engine::encode(
@@ -79,6 +86,7 @@ impl PasswordHasher {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let _queued = Held::new(&self.queue);
         // A bounded wait: under a login flood, refuse quickly (503, Retry-After) instead of holding
         // every connection in an ever longer queue.
         let _permit = tokio::time::timeout(QUEUE_TIMEOUT, self.permits.acquire())
@@ -97,7 +105,7 @@ mod tests {
 
     #[tokio::test]
     async fn hash_then_verify() {
-        let hasher = PasswordHasher::new(4).await.unwrap();
+        let hasher = PasswordHasher::new(4, Gauge::default()).await.unwrap();
         let hash = hasher.hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$2"));
         let verify = |password: &str, hash: Option<String>| hasher.verify(password.into(), hash);

@@ -9,9 +9,11 @@
 
 use async_trait::async_trait;
 
+pub mod instrumented;
 pub mod memory;
 pub mod mongo;
 
+pub use instrumented::InstrumentedStore;
 pub use memory::MemoryStore;
 pub use mongo::MongoStore;
 

@@ -18,6 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::hub::ConnId;
 use super::protocol::{ClientFrame, CloseReason, ServerFrame, MAX_MESSAGE_CHARS};
 use crate::auth::Claims;
+use crate::metrics::Held;
 use crate::ratelimit::{ControlBudget, MessageLimiter, MessageVerdict};
 use crate::state::App;
 use crate::store::now_millis;
@@ -46,6 +47,16 @@ enum Ending {
     Cut(CloseReason),
 }
 
+impl Ending {
+    /// The close reason's name, or `peer_closed`: the `reason` label of `/metrics`.
+    fn reason(self) -> &'static str {
+        match self {
+            Ending::ByPeer => "peer_closed",
+            Ending::Close(reason) | Ending::Cut(reason) => reason.name(),
+        }
+    }
+}
+
 impl From<CloseReason> for Ending {
     fn from(reason: CloseReason) -> Self {
         Ending::Close(reason)
@@ -59,17 +70,25 @@ where
 {
     // Pings and pongs cost the server as much as data frames: one budget for the socket's life.
     let mut control = ControlBudget::new();
-    let ending = match await_auth(&app, &mut ws, &ticket_user, &mut control).await {
+    let pending = Held::new(&app.metrics.sockets_pending);
+    let authenticated = await_auth(&app, &mut ws, &ticket_user, &mut control).await;
+    drop(pending);
+    let ending = match authenticated {
         Ok(claims) => {
             tracing::Span::current().record("user", claims.sub.as_str());
             tracing::info!("socket authenticated");
+            let _authenticated = Held::new(&app.metrics.sockets_authenticated);
             let (joined, _membership) = Membership::join(&app, conn, &claims);
             Session::new(&app, conn, claims, control)
                 .run(&mut ws, joined)
                 .await
         }
-        Err(ending) => ending,
+        Err(ending) => {
+            app.metrics.auth_failed(ending.reason());
+            ending
+        }
     };
+    app.metrics.socket_closed(ending.reason());
     match ending {
         Ending::Close(reason) | Ending::Cut(reason) => tracing::info!(
             code = reason.code(),
@@ -389,6 +408,7 @@ impl<'a> Session<'a> {
                     self.reply_error(ws, "too_long", "a message has at most 2000 characters")
                         .await
                 } else {
+                    self.app.metrics.messages_received.inc();
                     self.app.hub.publish(&self.claims.sub, &text);
                     Ok(None)
                 }
@@ -431,7 +451,9 @@ impl<'a> Session<'a> {
         let mut out = Vec::with_capacity(json.len() + 10);
         encode_frame(&mut out, OPCODE_TEXT, json.as_bytes());
         drop(json);
-        self.write_raw(ws, out).await
+        self.write_raw(ws, out).await?;
+        self.app.metrics.frames_delivered.inc();
+        Ok(())
     }
 
     /// Writes `first` and whatever else is already pending in the feed, in one write.
@@ -447,14 +469,19 @@ impl<'a> Session<'a> {
         let mut out = Vec::with_capacity(first.len() + 10);
         encode_frame(&mut out, OPCODE_TEXT, first.as_bytes());
         drop(first);
-        for _ in 1..WRITE_BATCH {
+        let mut frames = 1;
+        while frames < WRITE_BATCH {
             match feed.try_recv() {
                 Ok(frame) => encode_frame(&mut out, OPCODE_TEXT, frame.as_bytes()),
                 Err(TryRecvError::Lagged(_)) => return Err(WriteFailed::Slow),
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
+            frames += 1;
         }
-        self.write_raw(ws, out).await
+        self.write_raw(ws, out).await?;
+        // One atomic add per write, however many frames it carried.
+        self.app.metrics.frames_delivered.inc_by(frames as u64);
+        Ok(())
     }
 
     /// Writes encoded frames straight to the connection, giving up after the write timeout (a peer

@@ -37,9 +37,12 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Reject
         .and(warp::ext::optional::<ConnSlot>())
         .and_then(
             |app: Arc<App>, ip, headers, query: String, on_upgrade, slot| async move {
-                upgrade(app, ip, headers, &query, on_upgrade, slot)
-                    .await
-                    .map_err(Rejection::from)
+                let result = upgrade(app.clone(), ip, headers, &query, on_upgrade, slot).await;
+                app.metrics.upgrade(match &result {
+                    Ok(_) => "accepted",
+                    Err(refusal) => refusal.code(),
+                });
+                result.map_err(Rejection::from)
             },
         )
 }
@@ -106,7 +109,10 @@ async fn upgrade(
         return Err(ApiError::TicketExpired);
     }
     let username = match app.store.consume_ticket(&ticket.hash, now).await? {
-        TicketOutcome::Accepted { username } => username,
+        TicketOutcome::Accepted { username } => {
+            app.metrics.tickets_consumed.inc();
+            username
+        }
         TicketOutcome::Used => return Err(ApiError::TicketUsed),
         TicketOutcome::Expired => return Err(ApiError::TicketExpired),
         TicketOutcome::Unknown => return Err(ApiError::TicketInvalid),

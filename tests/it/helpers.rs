@@ -35,6 +35,8 @@ pub const BASE_ARGS: &[&str] = &[
 /// A running server.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The metrics-only listener, when `--metrics-addr` was given.
+    pub metrics_addr: Option<SocketAddr>,
     pub url: String,
     pub gw: Gateway,
     pub app: Arc<App>,
@@ -81,6 +83,7 @@ pub async fn spawn_app_with_store(extra: &[&str], store: Arc<dyn Store>) -> Test
         .await
         .expect("server builds");
     let addr = application.local_addr();
+    let metrics_addr = application.metrics_addr();
     let app = application.app();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(application.run_until_stopped(async {
@@ -90,6 +93,7 @@ pub async fn spawn_app_with_store(extra: &[&str], store: Arc<dyn Store>) -> Test
     TestApp {
         gw: Gateway::new(&url).expect("valid url"),
         addr,
+        metrics_addr,
         url,
         app,
         stop: Some(stop),

@@ -4,6 +4,7 @@
 mod helpers;
 mod hostile;
 mod lifecycle;
+mod metrics;
 mod mongo;
 mod raw;
 mod scenarios;

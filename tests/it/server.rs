@@ -404,6 +404,33 @@ async fn a_body_that_never_arrives_times_out_with_408() {
 }
 
 #[tokio::test]
+async fn shutdown_answers_a_body_that_never_arrives_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = spawn_app(&["--request-timeout-ms", "30000"]).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    // Ready when the request is in its handler, waiting for the body.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.app.metrics.http_in_flight.get() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached its handler"
+        );
+        tokio::task::yield_now().await;
+    }
+    let took = server.shutdown().await;
+    assert!(took < Duration::from_secs(1), "shutdown waited {took:?}");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("shutting_down"), "{answer}");
+}
+
+#[tokio::test]
 async fn headers_that_never_finish_are_cut_off() {
     let server = spawn_app(&["--request-timeout-ms", "500"]).await;
     let started = Instant::now();

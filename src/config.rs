@@ -368,14 +368,18 @@ impl Config {
             let env = err
                 .get(clap::error::ContextKind::InvalidArg)
                 .and_then(|arg| {
-                    let flag = arg.to_string();
+                    // `--max-connections-per-ip <N>`: the flag is the first word, exactly (a
+                    // prefix match would name `--max-connections` instead).
+                    let arg = arg.to_string();
+                    let flag = arg
+                        .split([' ', '='])
+                        .next()
+                        .unwrap_or_default()
+                        .trim_start_matches('-');
                     // The declared command, not `cmd`: tests parse with the environment switched off.
                     Self::command()
                         .get_arguments()
-                        .find(|a| {
-                            a.get_long()
-                                .is_some_and(|l| flag.starts_with(&format!("--{l}")))
-                        })
+                        .find(|a| a.get_long() == Some(flag))
                         .and_then(|a| a.get_env())
                         .map(|e| e.to_string_lossy().into_owned())
                 });
@@ -615,6 +619,13 @@ mod tests {
     fn unparsable_number_names_the_variable() {
         let err = Settings::from_args(["wsgate", "--jwt-ttl-secs", "soon"]).unwrap_err();
         assert!(err.to_string().contains("WSGATE_JWT_TTL_SECS"), "{err}");
+        // Not the variable of a flag that is a prefix of this one.
+        let err = Settings::from_args(["wsgate", "--max-connections-per-ip="]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("WSGATE_MAX_CONNECTIONS_PER_IP:"),
+            "{err}"
+        );
     }
 
     #[test]

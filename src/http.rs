@@ -190,15 +190,19 @@ fn json_body<T: DeserializeOwned + Send>(
                     }
                     _ = shutdown.cancelled() => return Err(Rejection::from(ApiError::ShuttingDown)),
                 };
-                serde_json::from_slice::<T>(&bytes).map_err(|err| {
-                    Rejection::from(ApiError::BadRequest(format!("invalid JSON body: {err}")))
-                })
+                parse_body(&bytes).map_err(Rejection::from)
             }
         })
 }
 
+/// A request body as `T`; anything else is `bad_request`, with serde's reason.
+pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice::<T>(bytes)
+        .map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))
+}
+
 /// Reads a body, refusing it as soon as it passes the limit (a chunked body has no length to check).
-async fn read_limited<S, B>(body: S) -> Result<BytesMut, ApiError>
+pub(crate) async fn read_limited<S, B>(body: S) -> Result<BytesMut, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
@@ -218,7 +222,7 @@ where
 
 /// `{username, password}` of register and login.
 #[derive(Deserialize)]
-struct Credentials {
+pub(crate) struct Credentials {
     username: String,
     password: String,
 }
@@ -343,7 +347,7 @@ async fn handle_login(app: Arc<App>, creds: Credentials) -> Result<Response, Api
 
 /// `{refresh_token}` of the refresh route.
 #[derive(Deserialize)]
-struct RefreshRequest {
+pub(crate) struct RefreshRequest {
     refresh_token: String,
 }
 

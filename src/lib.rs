@@ -17,5 +17,8 @@ pub mod store;
 pub mod telemetry;
 pub mod ws;
 
+#[cfg(test)]
+mod proptests;
+
 pub use config::{Config, Settings};
 pub use startup::Application;

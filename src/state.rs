@@ -19,6 +19,20 @@ use crate::ws::hub::Hub;
 /// costs. Larger frames still work: the buffer grows for them and the frame-size limit bounds how far.
 pub const WS_READ_BUFFER: usize = 1024;
 
+/// Whether `origin` is in `allowed` (lower-case, no trailing slash). A missing header (curl, a
+/// backend) is allowed: Origin exists to stop *other web pages* from riding a user's browser, and
+/// browsers always send it on those requests. A value that is not text, or `null` (sandboxed
+/// frames, `file:` pages), names no allowed origin.
+pub fn origin_allowed(allowed: &[String], origin: Option<&http::HeaderValue>) -> bool {
+    match origin {
+        None => true,
+        Some(origin) => origin.to_str().is_ok_and(|origin| {
+            let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+            allowed.contains(&origin)
+        }),
+    }
+}
+
 /// Everything the server shares. Built once by `startup`; handed around as `Arc<App>`.
 pub struct App {
     /// Validated configuration.
@@ -68,18 +82,9 @@ impl App {
         origins
     }
 
-    /// Whether a request with this `Origin` header may open a socket or change state. A missing
-    /// header (curl, a backend) is allowed: Origin exists to stop *other web pages* from riding a
-    /// user's browser, and browsers always send it on those requests. A value that is not text,
-    /// or `null` (sandboxed frames, `file:` pages), names no allowed origin.
+    /// Whether a request with this `Origin` header may open a socket or change state.
     pub fn origin_allowed(&self, origin: Option<&http::HeaderValue>) -> bool {
-        match origin {
-            None => true,
-            Some(origin) => origin.to_str().is_ok_and(|origin| {
-                let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-                self.allowed_origins.contains(&origin)
-            }),
-        }
+        origin_allowed(&self.allowed_origins, origin)
     }
 
     /// The WebSocket configuration for the given frame limit.

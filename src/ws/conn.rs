@@ -162,7 +162,7 @@ where
             Some(Ok(Message::Binary(_))) => return Err(CloseReason::BadRequest.into()),
             Some(Ok(Message::Text(text))) => text,
         };
-        let Ok(ClientFrame::Auth { token }) = serde_json::from_str::<ClientFrame>(&text) else {
+        let Ok(ClientFrame::Auth { token }) = ClientFrame::from_json(&text) else {
             return Err(CloseReason::BadRequest.into());
         };
         return check_token(app, &token, ticket_user)
@@ -385,7 +385,7 @@ impl<'a> Session<'a> {
             }
             MessageVerdict::Flood => return Err(CloseReason::RateLimited.into()),
         }
-        let frame = text.and_then(|t| serde_json::from_str::<ClientFrame>(&t).ok());
+        let frame = text.and_then(|t| ClientFrame::from_json(&t).ok());
         match frame {
             None => {
                 self.reply_error(
@@ -543,7 +543,7 @@ const OPCODE_TEXT: u8 = 0x1;
 const OPCODE_PING: u8 = 0x9;
 
 /// Appends one unmasked, final server frame (RFC 6455 section 5.2).
-fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+pub(crate) fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     out.push(0x80 | opcode);
     match payload.len() {
         n if n < 126 => out.push(n as u8),

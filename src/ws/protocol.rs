@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 pub const MAX_MESSAGE_CHARS: usize = 2000;
 
 /// A frame from the client.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// First frame: authenticate with a JWT.
@@ -26,6 +26,18 @@ pub enum ClientFrame {
         /// The new access token.
         token: String,
     },
+}
+
+impl ClientFrame {
+    /// Parses a client frame: a JSON object with a known `type` and its fields. serde would also
+    /// take the tagged enum as an array (`["auth","<jwt>"]`); the contract says objects, so anything
+    /// that does not start as one is refused before serde sees it.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        if !text.trim_start().starts_with('{') {
+            return Err(serde::de::Error::custom("a frame is a JSON object"));
+        }
+        serde_json::from_str(text)
+    }
 }
 
 /// A frame from the server.
@@ -204,7 +216,7 @@ mod tests {
     #[test]
     fn client_frames_parse_and_reject_strictly() {
         assert!(matches!(
-            serde_json::from_str::<ClientFrame>(r#"{"type":"auth","token":"t"}"#),
+            ClientFrame::from_json(r#"{"type":"auth","token":"t"}"#),
             Ok(ClientFrame::Auth { .. })
         ));
         for bad in [
@@ -213,8 +225,10 @@ mod tests {
             r#"{"type":"hello"}"#,
             r#"{"token":"t"}"#,
             "[]",
+            r#"["auth","t"]"#,
+            r#"  ["message","hi"]"#,
         ] {
-            assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
+            assert!(ClientFrame::from_json(bad).is_err(), "{bad}");
         }
     }
 

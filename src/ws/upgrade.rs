@@ -69,7 +69,7 @@ fn handshake_key(headers: &HeaderMap) -> Option<&HeaderValue> {
 }
 
 /// The `ticket` parameter of a raw query string; `None` when absent or empty.
-fn ticket_param(query: &str) -> Option<&str> {
+pub fn ticket_param(query: &str) -> Option<&str> {
     query
         .split('&')
         .filter_map(|pair| pair.strip_prefix("ticket="))

@@ -234,3 +234,62 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     };
     Ok(err.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The error `make` returns, and the one JSON log line it wrote.
+    fn logged(make: impl FnOnce() -> ApiError) -> (ApiError, serde_json::Value) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .json()
+            .flatten_event(true)
+            .finish();
+        let err = tracing::subscriber::with_default(subscriber, make);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = serde_json::from_str(text.lines().next().expect("one log line")).unwrap();
+        (err, line)
+    }
+
+    #[test]
+    fn a_refused_operation_is_a_500_logged_at_error_with_the_servers_code() {
+        let (err, line) = logged(|| {
+            ApiError::from(StoreError::Rejected {
+                code: Some(2),
+                message: "BadValue: unknown operator".into(),
+            })
+        });
+        assert_eq!((err.status().as_u16(), err.code()), (500, "internal"));
+        assert_eq!(line["level"], "ERROR", "{line}");
+        assert_eq!(line["code"], 2, "{line}");
+    }
+
+    #[test]
+    fn an_outage_is_a_503_logged_as_a_warning() {
+        let (err, line) =
+            logged(|| ApiError::from(StoreError::Unavailable("no answer within 2s".into())));
+        assert_eq!(
+            (err.status().as_u16(), err.code()),
+            (503, "store_unavailable")
+        );
+        assert_eq!(line["level"], "WARN", "{line}");
+    }
+}

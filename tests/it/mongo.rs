@@ -271,6 +271,16 @@ async fn a_refused_command_is_a_500_and_an_outage_is_a_503() {
         .unwrap()
         .expect_error(503, "store_unavailable")
         .unwrap();
+    // Told apart in the metrics too: one refusal, the rest outages.
+    let metrics = server.app.metrics.encode();
+    assert!(
+        metrics.contains("wsgate_store_errors_total{kind=\"rejected\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wsgate_store_errors_total{kind=\"unavailable\"}"),
+        "{metrics}"
+    );
     // Disarmed: the driver finds the server again by itself (its pool was cleared by the drop).
     fail_point(&db.uri(), "off", doc! {}).await;
     await_healthy(gw).await;

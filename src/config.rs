@@ -279,7 +279,7 @@ pub struct Settings {
     /// Connection cap.
     pub max_connections: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: crate::ratelimit::TrustedProxies,
+    pub trusted_proxies: crate::edge::TrustedProxies,
     /// Deadline for a request's headers, and separately for its body.
     pub request_timeout: Duration,
     /// Per-client-IP connection cap; `None` = off.
@@ -525,7 +525,7 @@ impl Config {
                 "WSGATE_MAX_CONNECTIONS",
                 "max-connections",
             )? as usize,
-            trusted_proxies: crate::ratelimit::TrustedProxies::parse(&self.trusted_proxies)
+            trusted_proxies: crate::edge::TrustedProxies::parse(&self.trusted_proxies)
                 .map_err(|reason| invalid("WSGATE_TRUSTED_PROXIES", "trusted-proxies", reason))?,
             request_timeout: Duration::from_millis(positive(
                 self.request_timeout_ms,

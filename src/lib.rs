@@ -4,12 +4,16 @@
 //!
 //! The wire contract is in `docs/protocol.md`; `startup::Application` is the entry point.
 
+pub mod accounts;
 pub mod auth;
+pub mod clock;
 pub mod config;
-pub mod error;
+pub mod edge;
 pub mod http;
 pub mod metrics;
+pub mod protocol;
 pub mod ratelimit;
+pub mod realtime;
 pub mod sessions;
 pub mod startup;
 pub mod state;

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use crate::auth::refresh::new_session_id;
 use crate::auth::{RefreshCodec, TicketCodec};
-use crate::ratelimit::TrustedProxies;
-use crate::ws::protocol::ClientFrame;
+use crate::edge::TrustedProxies;
+use crate::protocol::ClientFrame;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -72,14 +72,14 @@ proptest! {
 
     #[test]
     fn any_query_yields_no_ticket_or_a_non_empty_one(query in ".{0,200}") {
-        if let Some(ticket) = crate::ws::upgrade::ticket_param(&query) {
+        if let Some(ticket) = crate::http::upgrade::ticket_param(&query) {
             prop_assert!(!ticket.is_empty());
             let pair = format!("ticket={ticket}");
             prop_assert!(query.split('&').any(|p| p == pair));
         }
         // Whatever it found, verifying it never panics: garbage is `ticket_invalid`.
         let codec = TicketCodec::new(&[7; 32], None);
-        if let Some(ticket) = crate::ws::upgrade::ticket_param(&query) {
+        if let Some(ticket) = crate::http::upgrade::ticket_param(&query) {
             prop_assert!(codec.verify(ticket).is_none());
         }
     }
@@ -98,7 +98,7 @@ proptest! {
             .chain(others(after))
             .collect();
         let query = query.join("&");
-        let found = crate::ws::upgrade::ticket_param(&query);
+        let found = crate::http::upgrade::ticket_param(&query);
         prop_assert_eq!(found, Some(minted.text.as_str()));
         let verified = codec.verify(&minted.text).expect("a minted ticket verifies");
         prop_assert_eq!((verified.hash, verified.expires_at), (minted.hash, expires_at));
@@ -191,7 +191,7 @@ proptest! {
 
     #[test]
     fn server_frames_encode_what_they_hold(id in "[A-Za-z0-9_-]{1,20}", from in "[A-Za-z0-9_]{3,32}", text in ".{1,200}", ts in any::<i64>()) {
-        let json = crate::ws::protocol::ServerFrame::Message { id: &id, from: &from, text: &text, ts }.to_json();
+        let json = crate::protocol::ServerFrame::Message { id: &id, from: &from, text: &text, ts }.to_json();
         let decoded: Value = serde_json::from_str(&json).unwrap();
         prop_assert_eq!(decoded, json!({"type": "message", "id": id, "from": from, "text": text, "ts": ts}));
     }
@@ -201,10 +201,10 @@ proptest! {
     #[test]
     fn any_request_body_parses_or_is_a_bad_request(body in prop::collection::vec(any::<u8>(), 0..400), value in json_value()) {
         for bytes in [body, value.to_string().into_bytes()] {
-            if let Err(err) = crate::http::parse_body::<crate::http::Credentials>(&bytes) {
+            if let Err(err) = crate::http::body::parse_body::<crate::http::accounts::Credentials>(&bytes) {
                 prop_assert_eq!(err.code(), "bad_request");
             }
-            if let Err(err) = crate::http::parse_body::<crate::http::RefreshRequest>(&bytes) {
+            if let Err(err) = crate::http::body::parse_body::<crate::http::tokens::RefreshRequest>(&bytes) {
                 prop_assert_eq!(err.code(), "bad_request");
             }
         }
@@ -222,7 +222,7 @@ proptest! {
         let read = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(crate::http::read_limited(stream));
+            .block_on(crate::http::body::read_limited(stream));
         if total as u64 > crate::http::MAX_BODY_BYTES {
             prop_assert_eq!(read.unwrap_err().code(), "payload_too_large");
         } else {
@@ -297,13 +297,13 @@ proptest! {
     fn any_origin_header_is_allowed_only_when_listed(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
         let allowed = vec!["https://app.example.com".to_string()];
         if let Ok(value) = HeaderValue::from_bytes(&bytes) {
-            let verdict = crate::state::origin_allowed(&allowed, Some(&value));
+            let verdict = crate::edge::origin::origin_allowed(&allowed, Some(&value));
             let listed = value
                 .to_str()
                 .is_ok_and(|o| o.trim_end_matches('/').eq_ignore_ascii_case("https://app.example.com"));
             prop_assert_eq!(verdict, listed);
         }
-        prop_assert!(crate::state::origin_allowed(&allowed, None));
+        prop_assert!(crate::edge::origin::origin_allowed(&allowed, None));
     }
 
     #[test]
@@ -318,7 +318,7 @@ proptest! {
             origin.push('/');
         }
         let value = HeaderValue::from_str(&origin).unwrap();
-        prop_assert!(crate::state::origin_allowed(&allowed, Some(&value)));
+        prop_assert!(crate::edge::origin::origin_allowed(&allowed, Some(&value)));
     }
 }
 

@@ -11,12 +11,10 @@ use serde::Serialize;
 
 use crate::auth::refresh::new_session_id;
 use crate::auth::{Claims, TokenError};
-use crate::error::ApiError;
+use crate::clock::now_millis;
+use crate::realtime::Kick;
 use crate::state::App;
-use crate::store::{
-    now_millis, RefreshOutcome, Revoked, Rotation, SessionRecord, StoreError, UnixMillis,
-};
-use crate::ws::protocol::CloseReason;
+use crate::store::{RefreshOutcome, Revoked, Rotation, SessionRecord, StoreError, UnixMillis};
 
 /// Why an access token is not accepted (REST bearer, socket `auth`, socket `refresh`).
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +49,20 @@ pub async fn accept_token(app: &App, token: &str) -> Result<Claims, TokenRefused
         Some(user) if user.created_at <= issued_by => Ok(claims),
         _ => Err(TokenRefused::NoAccount),
     }
+}
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Unknown, expired or forged refresh token, or its session was revoked.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// A spent refresh token was presented again: its session is now revoked.
+    #[error("refresh token reused")]
+    RefreshTokenReused,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What login and refresh return.
@@ -91,7 +103,7 @@ fn refresh_expiry(app: &App, now: UnixMillis) -> UnixMillis {
 /// Starts a session for a user who just proved their password. A user keeps at most
 /// `WSGATE_MAX_SESSIONS_PER_USER` live sessions: past that, the oldest are revoked and their sockets
 /// closed, so that logins in a loop cannot grow the store without bound.
-pub async fn start(app: &App, username: &str) -> Result<TokenPair, ApiError> {
+pub async fn start(app: &App, username: &str) -> Result<TokenPair, SessionError> {
     let now = now_millis();
     let sid = new_session_id();
     let first = app.refresh_tokens.mint(&sid, 0);
@@ -117,10 +129,7 @@ pub async fn start(app: &App, username: &str) -> Result<TokenPair, ApiError> {
     if !evicted.is_empty() {
         let closed: usize = evicted
             .into_iter()
-            .map(|sid| {
-                app.hub
-                    .kick(&Revoked::Session(sid), CloseReason::TokenRevoked)
-            })
+            .map(|sid| app.hub.kick(&Revoked::Session(sid), Kick::Revoked))
             .sum();
         tracing::info!(
             user = %username,
@@ -133,13 +142,13 @@ pub async fn start(app: &App, username: &str) -> Result<TokenPair, ApiError> {
 }
 
 /// Rotates a refresh token. Reuse of a spent one revokes its session and closes its sockets.
-pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> {
+pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, SessionError> {
     let now = now_millis();
     // Forged or foreign tokens stop here, before the store.
     let opened = app
         .refresh_tokens
         .open(presented)
-        .ok_or(ApiError::InvalidRefreshToken)?;
+        .ok_or(SessionError::InvalidRefreshToken)?;
     let next = app.refresh_tokens.mint(&opened.sid, opened.generation + 1);
     let rotation = Rotation {
         sid: opened.sid.clone(),
@@ -153,43 +162,41 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> 
         RefreshOutcome::Reused { username } => {
             tracing::warn!(user = %username, "refresh token reused: revoking the session");
             revoke(app, Revoked::Session(opened.sid), now).await?;
-            Err(ApiError::RefreshTokenReused)
+            Err(SessionError::RefreshTokenReused)
         }
-        RefreshOutcome::Invalid => Err(ApiError::InvalidRefreshToken),
+        RefreshOutcome::Invalid => Err(SessionError::InvalidRefreshToken),
     }
 }
 
 /// Logout: revokes the presented access token and its whole session, and closes their sockets.
-pub async fn end(app: &App, claims: &Claims) -> Result<usize, ApiError> {
+pub async fn end(app: &App, claims: &Claims) -> Result<usize, SessionError> {
     // The session's revocation covers the presented token too (it carries the `sid`, and the
     // revocation outlives every access token of the session), so one store write and one kick do.
     revoke(app, Revoked::Session(claims.sid.clone()), now_millis()).await
 }
 
 /// Logout everywhere: revokes every session of the user and closes every socket of the user.
-pub async fn end_all(app: &App, username: &str) -> Result<usize, ApiError> {
+pub async fn end_all(app: &App, username: &str) -> Result<usize, SessionError> {
     let now = now_millis();
     let sids = app
         .store
         .revoke_user_sessions(username, access_until(app, now), now)
         .await?;
-    let mut closed = app.hub.kick_user(username, CloseReason::TokenRevoked);
+    let mut closed = app.hub.kick_user(username, Kick::Revoked);
     for sid in sids {
-        closed += app
-            .hub
-            .kick(&Revoked::Session(sid), CloseReason::TokenRevoked);
+        closed += app.hub.kick(&Revoked::Session(sid), Kick::Revoked);
     }
     Ok(closed)
 }
 
 /// Revokes a session in the store and closes its local sockets.
-async fn revoke(app: &App, what: Revoked, now: UnixMillis) -> Result<usize, ApiError> {
+async fn revoke(app: &App, what: Revoked, now: UnixMillis) -> Result<usize, SessionError> {
     if let Revoked::Session(sid) = &what {
         app.store
             .revoke_session(sid, access_until(app, now), now)
             .await?;
     }
-    Ok(app.hub.kick(&what, CloseReason::TokenRevoked))
+    Ok(app.hub.kick(&what, Kick::Revoked))
 }
 
 /// Background task: applies revocations made through other instances (sharing the store) to this
@@ -210,7 +217,7 @@ pub async fn follow_revocations(app: std::sync::Arc<App>) {
         match app.store.revocations_since(since).await {
             Ok(revoked) => {
                 for what in &revoked {
-                    let closed = app.hub.kick(what, CloseReason::TokenRevoked);
+                    let closed = app.hub.kick(what, Kick::Revoked);
                     if closed > 0 {
                         tracing::info!(sockets = closed, "closed sockets revoked elsewhere");
                     }

@@ -2,18 +2,17 @@
 //! `run_until_stopped` accepts connections until a shutdown future resolves, then closes every socket
 //! with 1001 and waits (bounded) for all connection tasks.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
@@ -22,12 +21,12 @@ use warp::Filter;
 use crate::auth::password::PasswordError;
 use crate::auth::{PasswordHasher, RefreshCodec, TicketCodec, TokenKeys};
 use crate::config::Settings;
-use crate::http::ClientAddr;
+use crate::edge::{ClientAddr, ConnSlot, PerIpCounts};
 use crate::metrics::{Held, Metrics};
 use crate::ratelimit::IpLimits;
+use crate::realtime::Hub;
 use crate::state::App;
 use crate::store::{InstrumentedStore, MemoryStore, MongoStore, Store};
-use crate::ws::hub::Hub;
 
 /// How long shutdown waits for connections to finish before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -53,56 +52,6 @@ pub enum StartupError {
     /// The configured store could not be reached or prepared.
     #[error("cannot use the store: {0}")]
     Store(#[from] crate::store::StoreError),
-}
-
-/// Holds a connection slot (of `max_connections`, and of the client's per-IP share) for as long as any
-/// clone lives: the HTTP connection holds one, and a WebSocket upgraded from it holds another.
-#[derive(Clone)]
-pub struct ConnSlot(#[allow(dead_code)] Arc<(OwnedSemaphorePermit, Option<IpShare>)>);
-
-/// Open connections per client key (IPv4 address or IPv6 /64).
-struct PerIpCounts {
-    cap: usize,
-    counts: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One connection's share of its client's per-IP budget; released on drop.
-pub struct IpShare {
-    counts: Arc<PerIpCounts>,
-    key: IpAddr,
-}
-
-impl PerIpCounts {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A share for `ip`, or `None` when the client is at its cap.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpShare> {
-        let key = crate::ratelimit::client_key(ip);
-        let mut counts = self.lock();
-        let count = counts.entry(key).or_insert(0);
-        if *count >= self.cap {
-            return None;
-        }
-        *count += 1;
-        Some(IpShare {
-            counts: self.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for IpShare {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock();
-        if let Some(count) = counts.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.key);
-            }
-        }
-    }
 }
 
 /// Connections the metrics-only listener serves at once: scrapers, not clients.
@@ -175,7 +124,7 @@ impl Application {
                 .await?,
             hub: Hub::new(settings.outbound_queue),
             limits: IpLimits::new(&settings.rate),
-            allowed_origins: App::resolve_origins(&settings, local_addr),
+            origins: crate::edge::Origins::resolve(&settings.allowed_origins, local_addr),
             ws_config: App::websocket_config(settings.max_frame_bytes),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -223,7 +172,7 @@ impl Application {
         tracing::info!(
             addr = %local_addr,
             store = app.store.kind(),
-            origins = ?app.allowed_origins,
+            origins = ?app.origins.allowed(),
             "wsgate listening"
         );
         let sweeper = tokio::spawn(sweep_limiters(app.clone()));
@@ -235,7 +184,7 @@ impl Application {
                 tracing::info!(%addr, "metrics listening");
             }
             let scrapers = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
-            let routes = crate::http::metrics_only(app.clone());
+            let routes = crate::http::health::metrics_only(app.clone());
             app.tasks.spawn(accept_loop(
                 metrics_listener,
                 app.clone(),
@@ -282,12 +231,7 @@ async fn accept_loop<R>(
         + Sync
         + 'static,
 {
-    let per_ip = per_ip.map(|cap| {
-        Arc::new(PerIpCounts {
-            cap,
-            counts: Mutex::new(HashMap::new()),
-        })
-    });
+    let per_ip = per_ip.map(PerIpCounts::new);
     loop {
         // Waiting for a slot before accepting leaves excess connections in the kernel backlog
         // instead of failing accept() with EMFILE in a busy loop.
@@ -317,7 +261,7 @@ async fn accept_loop<R>(
                         }
                     },
                 };
-                let slot = ConnSlot(Arc::new((permit, share)));
+                let slot = ConnSlot::new(permit, share);
                 let _ = stream.set_nodelay(true);
                 app.tasks.spawn(serve_connection(
                     stream,

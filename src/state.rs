@@ -1,6 +1,5 @@
 //! Shared application state handed to every route and socket: one `Arc<App>` per server.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -11,27 +10,13 @@ use crate::auth::{PasswordHasher, RefreshCodec, TicketCodec, TokenKeys};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::ratelimit::IpLimits;
+use crate::realtime::Hub;
 use crate::store::Store;
-use crate::ws::hub::Hub;
 
 /// Read buffer per WebSocket. Chat frames are small; tungstenite's 128 KiB default would be resident
 /// (and zero-filled before each read) for every idle socket, and it is most of what an idle socket
 /// costs. Larger frames still work: the buffer grows for them and the frame-size limit bounds how far.
 pub const WS_READ_BUFFER: usize = 1024;
-
-/// Whether `origin` is in `allowed` (lower-case, no trailing slash). A missing header (curl, a
-/// backend) is allowed: Origin exists to stop *other web pages* from riding a user's browser, and
-/// browsers always send it on those requests. A value that is not text, or `null` (sandboxed
-/// frames, `file:` pages), names no allowed origin.
-pub fn origin_allowed(allowed: &[String], origin: Option<&http::HeaderValue>) -> bool {
-    match origin {
-        None => true,
-        Some(origin) => origin.to_str().is_ok_and(|origin| {
-            let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-            allowed.contains(&origin)
-        }),
-    }
-}
 
 /// Everything the server shares. Built once by `startup`; handed around as `Arc<App>`.
 pub struct App {
@@ -51,8 +36,8 @@ pub struct App {
     pub hub: Hub,
     /// Per-IP limits.
     pub limits: IpLimits,
-    /// Origins allowed to upgrade (lower-case, no trailing slash).
-    pub allowed_origins: Vec<String>,
+    /// Origins allowed to upgrade and to change state.
+    pub origins: crate::edge::Origins,
     /// The WebSocket settings wsgate owns (read buffer, frame limits).
     pub ws_config: WebSocketConfig,
     /// Operational metrics.
@@ -66,27 +51,6 @@ pub struct App {
 }
 
 impl App {
-    /// Allowed origins: the configured list, or the server's own address by default.
-    pub fn resolve_origins(settings: &Settings, local: SocketAddr) -> Vec<String> {
-        if !settings.allowed_origins.is_empty() {
-            return settings.allowed_origins.clone();
-        }
-        let port = local.port();
-        let mut origins = vec![
-            format!("http://localhost:{port}"),
-            format!("http://127.0.0.1:{port}"),
-        ];
-        if !local.ip().is_loopback() && !local.ip().is_unspecified() {
-            origins.push(format!("http://{local}"));
-        }
-        origins
-    }
-
-    /// Whether a request with this `Origin` header may open a socket or change state.
-    pub fn origin_allowed(&self, origin: Option<&http::HeaderValue>) -> bool {
-        origin_allowed(&self.allowed_origins, origin)
-    }
-
     /// The WebSocket configuration for the given frame limit.
     pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
         WebSocketConfig::default()

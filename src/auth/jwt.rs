@@ -104,7 +104,7 @@ impl TokenKeys {
 
     /// Issues a token for `username` in session `sid`, valid from now for the configured lifetime.
     pub fn issue(&self, username: &str, sid: &str) -> IssuedToken {
-        let now = unix_now();
+        let now = crate::clock::unix_now();
         let claims = Claims {
             sub: username.to_owned(),
             iat: now,
@@ -149,7 +149,7 @@ impl TokenKeys {
             })?
             .claims;
         // A token "issued" in the future was not issued by us (or our clock jumped): refuse it.
-        if claims.iat > unix_now() + self.leeway.as_secs() as i64
+        if claims.iat > crate::clock::unix_now() + self.leeway.as_secs() as i64
             || claims.jti.is_empty()
             || claims.sid.is_empty()
         {
@@ -157,11 +157,6 @@ impl TokenKeys {
         }
         Ok(claims)
     }
-}
-
-/// Current Unix time in seconds.
-pub fn unix_now() -> i64 {
-    crate::store::now_millis() / 1000
 }
 
 #[cfg(test)]
@@ -192,7 +187,7 @@ mod tests {
     }
 
     fn good_claims() -> serde_json::Value {
-        let now = unix_now();
+        let now = crate::clock::unix_now();
         json!({"sub":"alice","iat":now,"exp":now+60,"jti":"j1","sid":"s1","iss":"wsgate","aud":"wsgate"})
     }
 
@@ -242,7 +237,7 @@ mod tests {
     #[test]
     fn expiry_honours_the_leeway() {
         let mut claims = good_claims();
-        claims["exp"] = json!(unix_now() - 3);
+        claims["exp"] = json!(crate::clock::unix_now() - 3);
         let strict = keys();
         let token = sign(
             claims,

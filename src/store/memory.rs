@@ -12,9 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    now_millis, RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketHash,
-    TicketOutcome, TicketRecord, UnixMillis, UserRecord,
+    RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketHash, TicketOutcome,
+    TicketRecord, UnixMillis, UserRecord,
 };
+use crate::clock::now_millis;
 
 /// How often expired records are purged by default.
 pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(30);

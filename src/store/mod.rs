@@ -17,16 +17,7 @@ pub use instrumented::InstrumentedStore;
 pub use memory::MemoryStore;
 pub use mongo::MongoStore;
 
-/// Milliseconds since the Unix epoch: the one time unit of every stored expiry.
-pub type UnixMillis = i64;
-
-/// Current wall-clock time in Unix milliseconds.
-pub fn now_millis() -> UnixMillis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::UnixMillis;
 
 /// A stored user account.
 #[derive(Debug, Clone, PartialEq, Eq)]

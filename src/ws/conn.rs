@@ -15,13 +15,13 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use super::hub::ConnId;
-use super::protocol::{ClientFrame, CloseReason, ServerFrame, MAX_MESSAGE_CHARS};
 use crate::auth::Claims;
+use crate::clock::now_millis;
 use crate::metrics::Held;
+use crate::protocol::{ClientFrame, CloseReason, ServerFrame, MAX_MESSAGE_CHARS};
 use crate::ratelimit::{ControlBudget, MessageLimiter, MessageVerdict};
+use crate::realtime::ConnId;
 use crate::state::App;
-use crate::store::now_millis;
 
 /// Broadcast frames written per flush at most: pending frames leave in one write, but one busy
 /// socket cannot starve its own reads for long.
@@ -109,7 +109,7 @@ struct Membership<'a> {
 
 impl<'a> Membership<'a> {
     /// Joins the hub: what the socket gets, and the guard that leaves again.
-    fn join(app: &'a App, conn: ConnId, claims: &Claims) -> (super::hub::Joined, Self) {
+    fn join(app: &'a App, conn: ConnId, claims: &Claims) -> (crate::realtime::Joined, Self) {
         let joined = app
             .hub
             .join(conn, &claims.sub, claims.jti.clone(), claims.sid.clone());
@@ -266,11 +266,15 @@ impl<'a> Session<'a> {
         Instant::now() + Duration::from_millis(warn_ms.saturating_sub(now_millis()).max(0) as u64)
     }
 
-    async fn run<S>(mut self, ws: &mut WebSocketStream<S>, joined: super::hub::Joined) -> Ending
+    async fn run<S>(
+        mut self,
+        ws: &mut WebSocketStream<S>,
+        joined: crate::realtime::Joined,
+    ) -> Ending
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let super::hub::Joined {
+        let crate::realtime::Joined {
             users,
             mut feed,
             mut kicked,
@@ -300,7 +304,8 @@ impl<'a> Session<'a> {
             tokio::select! {
                 biased;
                 _ = self.app.shutdown.cancelled() => return CloseReason::ServerShutdown.into(),
-                reason = &mut kicked => return reason.unwrap_or(CloseReason::ServerShutdown).into(),
+                // The hub dropped the sender: it is going away with the server.
+                kick = &mut kicked => return kick.map_or(CloseReason::ServerShutdown, CloseReason::from).into(),
                 _ = &mut timer => {
                     let now = Instant::now();
                     if now >= timers.expire_at {
@@ -309,7 +314,7 @@ impl<'a> Session<'a> {
                     if timers.warn_at.is_some_and(|at| now >= at) {
                         // One warning per token; a refresh re-arms it.
                         timers.warn_at = None;
-                        let expires_in = (self.claims.exp - crate::auth::jwt::unix_now()).max(0);
+                        let expires_in = (self.claims.exp - crate::clock::unix_now()).max(0);
                         let frame = ServerFrame::TokenExpiring { expires_in };
                         if let Err(failed) = self.write(ws, frame.to_json()).await {
                             return failed.into();

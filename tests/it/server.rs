@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wsgate::auth::ticket::hash_ticket;
-use wsgate::store::{now_millis, TicketOutcome};
+use wsgate::clock::now_millis;
+use wsgate::store::TicketOutcome;
 use wsgate_testkit::{Event, Upgrade, PASSWORD};
 
 use crate::helpers::spawn_app;

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use wsgate::clock::now_millis;
 use wsgate::store::{
-    now_millis, RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketOutcome,
+    RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketOutcome,
     TicketRecord, UserRecord,
 };
 

@@ -1,5 +1,6 @@
-//! HTTP boundary errors: `ApiError`, its JSON body `{"error","message"}`, and the one `recover` function
-//! that turns every warp rejection into that body.
+//! HTTP boundary errors: `ApiError`, its JSON body `{"error","message"}`, the one mapping of every
+//! module's errors to it, and the one `recover` function that turns every warp rejection into that
+//! body.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -108,6 +109,40 @@ impl From<StoreError> for ApiError {
                 tracing::error!(code, %message, "store rejected an operation");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+impl From<crate::accounts::AccountError> for ApiError {
+    fn from(err: crate::accounts::AccountError) -> Self {
+        use crate::accounts::AccountError;
+        match err {
+            AccountError::InvalidUsername => ApiError::InvalidUsername,
+            AccountError::InvalidPassword(why) => ApiError::InvalidPassword(why),
+            AccountError::UsernameTaken => ApiError::UsernameTaken,
+            AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+            AccountError::Password(err) => err.into(),
+            AccountError::Session(err) => err.into(),
+            AccountError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::sessions::SessionError> for ApiError {
+    fn from(err: crate::sessions::SessionError) -> Self {
+        use crate::sessions::SessionError;
+        match err {
+            SessionError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
+            SessionError::RefreshTokenReused => ApiError::RefreshTokenReused,
+            SessionError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::ratelimit::Limited> for ApiError {
+    fn from(limited: crate::ratelimit::Limited) -> Self {
+        ApiError::RateLimited {
+            retry_after: limited.retry_after,
         }
     }
 }

@@ -18,8 +18,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::protocol::{CloseReason, ServerFrame};
-use crate::store::{now_millis, Revoked};
+use crate::clock::now_millis;
+use crate::protocol::ServerFrame;
+use crate::store::Revoked;
+
+/// Why the hub wants a socket closed; `ws` turns it into a close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// Its token or session was revoked (logout, logout-all, refresh-token reuse, session cap).
+    Revoked,
+}
 
 /// Identifies one socket for the life of the process.
 pub type ConnId = u64;
@@ -53,7 +61,7 @@ struct Member {
     jti: String,
     sid: String,
     /// Closes the socket from outside (revocation). Taken when used.
-    kick: Option<oneshot::Sender<CloseReason>>,
+    kick: Option<oneshot::Sender<Kick>>,
 }
 
 /// What a socket gets when it joins.
@@ -63,7 +71,7 @@ pub struct Joined {
     /// The socket's view of the broadcast ring.
     pub feed: broadcast::Receiver<Utf8Bytes>,
     /// Fires when the hub wants the socket closed.
-    pub kicked: oneshot::Receiver<CloseReason>,
+    pub kicked: oneshot::Receiver<Kick>,
 }
 
 impl Hub {
@@ -153,24 +161,24 @@ impl Hub {
     }
 
     /// Closes every socket authenticated with the revoked token or session; returns how many.
-    pub fn kick(&self, what: &Revoked, reason: CloseReason) -> usize {
-        self.kick_where(reason, |m| match what {
+    pub fn kick(&self, what: &Revoked, kick: Kick) -> usize {
+        self.kick_where(kick, |m| match what {
             Revoked::Token(jti) => m.jti == *jti,
             Revoked::Session(sid) => m.sid == *sid,
         })
     }
 
     /// Closes every socket of `user`; returns how many.
-    pub fn kick_user(&self, user: &str, reason: CloseReason) -> usize {
-        self.kick_where(reason, |m| &*m.user == user)
+    pub fn kick_user(&self, user: &str, kick: Kick) -> usize {
+        self.kick_where(kick, |m| &*m.user == user)
     }
 
-    fn kick_where(&self, reason: CloseReason, matches: impl Fn(&Member) -> bool) -> usize {
+    fn kick_where(&self, kick: Kick, matches: impl Fn(&Member) -> bool) -> usize {
         let mut members = self.members();
         let mut kicked = 0;
         for member in members.sockets.values_mut().filter(|m| matches(m)) {
-            if let Some(kick) = member.kick.take() {
-                kicked += usize::from(kick.send(reason).is_ok());
+            if let Some(sender) = member.kick.take() {
+                kicked += usize::from(sender.send(kick).is_ok());
             }
         }
         kicked
@@ -248,17 +256,14 @@ mod tests {
         let mut a = hub.join(1, "alice", "j1".into(), "s1".into());
         let mut b = hub.join(2, "alice", "j2".into(), "s2".into());
         let revoked = |jti: &str| Revoked::Token(jti.into());
-        assert_eq!(hub.kick(&revoked("j1"), CloseReason::TokenRevoked), 1);
-        assert_eq!(a.kicked.try_recv().unwrap(), CloseReason::TokenRevoked);
+        assert_eq!(hub.kick(&revoked("j1"), Kick::Revoked), 1);
+        assert_eq!(a.kicked.try_recv().unwrap(), Kick::Revoked);
         assert!(b.kicked.try_recv().is_err());
         hub.set_token(2, "j3".into(), "s3".into());
-        assert_eq!(hub.kick(&revoked("j2"), CloseReason::TokenRevoked), 0);
-        assert_eq!(
-            hub.kick(&Revoked::Session("s2".into()), CloseReason::TokenRevoked),
-            0
-        );
-        assert_eq!(hub.kick_user("alice", CloseReason::TokenRevoked), 1);
-        assert_eq!(b.kicked.try_recv().unwrap(), CloseReason::TokenRevoked);
+        assert_eq!(hub.kick(&revoked("j2"), Kick::Revoked), 0);
+        assert_eq!(hub.kick(&Revoked::Session("s2".into()), Kick::Revoked), 0);
+        assert_eq!(hub.kick_user("alice", Kick::Revoked), 1);
+        assert_eq!(b.kicked.try_recv().unwrap(), Kick::Revoked);
     }
 
     #[test]

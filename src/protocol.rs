@@ -1,4 +1,6 @@
-//! The WebSocket wire contract: frames each side sends, and the close codes with their reasons.
+//! The WebSocket wire contract (docs/protocol.md): the frames each side sends, and the close codes
+//! with their reasons. A leaf: the hub serializes frames with it, the socket loop parses and closes
+//! with it, and it depends on neither.
 
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -182,29 +184,6 @@ impl CloseReason {
         CloseFrame {
             code: CloseCode::from(self.code()),
             reason: self.name().into(),
-        }
-    }
-}
-
-impl From<crate::sessions::TokenRefused> for CloseReason {
-    fn from(refused: crate::sessions::TokenRefused) -> Self {
-        use crate::auth::TokenError;
-        use crate::sessions::TokenRefused;
-        use crate::store::StoreError;
-        match refused {
-            TokenRefused::Token(TokenError::Invalid) | TokenRefused::NoAccount => {
-                CloseReason::TokenInvalid
-            }
-            TokenRefused::Token(TokenError::Expired) => CloseReason::TokenExpired,
-            TokenRefused::Revoked => CloseReason::TokenRevoked,
-            TokenRefused::Store(StoreError::Unavailable(reason)) => {
-                tracing::warn!(%reason, "store unavailable while checking a socket token");
-                CloseReason::StoreUnavailable
-            }
-            TokenRefused::Store(err) => {
-                tracing::error!(%err, "store failed while checking a socket token");
-                CloseReason::Internal
-            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `GET /ws?ticket=…`: the checks before the 101 (handshake, Origin, rate limit, ticket), then the
-//! upgrade itself, done by wsgate so that it owns the whole `WebSocketConfig` (warp's `ws()` filter
-//! hides the read-buffer size, which dominates per-socket memory).
+//! 101 itself, answered by wsgate so that `ws` owns the whole `WebSocketConfig` (warp's `ws()`
+//! filter hides the read-buffer size, which dominates per-socket memory).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,19 +8,16 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response as HttpResponse, StatusCode};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
-use tracing::Instrument;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use crate::error::ApiError;
-use crate::http::client_ip;
-use crate::startup::ConnSlot;
+use super::client_ip;
+use super::error::ApiError;
+use crate::clock::now_millis;
+use crate::edge::ConnSlot;
 use crate::state::App;
-use crate::store::{now_millis, TicketOutcome};
+use crate::store::TicketOutcome;
 
 /// The `/ws` route.
 pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -90,9 +87,9 @@ async fn upgrade(
 
     // 1. Origin, before the ticket is touched, so a forbidden page cannot burn the user's ticket.
     let origin = headers.get(header::ORIGIN);
-    if !app.origin_allowed(origin) {
+    if !app.origins.allow(origin) {
         tracing::info!(
-            origin = crate::http::printable_origin(origin),
+            origin = crate::edge::origin::printable(origin),
             "upgrade from forbidden origin"
         );
         return Err(ApiError::OriginForbidden);
@@ -118,30 +115,9 @@ async fn upgrade(
         TicketOutcome::Unknown => return Err(ApiError::TicketInvalid),
     };
 
-    let conn = app.hub.next_conn_id();
-    let span = tracing::info_span!("ws", conn, peer = %ip, user = tracing::field::Empty);
     let accept = derive_accept_key(key.as_bytes());
-    let config = app.ws_config;
-    let task_app = app.clone();
-    app.tasks.spawn(
-        async move {
-            // The socket keeps its connection slot after the HTTP connection hands it over.
-            let _slot = slot;
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let ws = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        Role::Server,
-                        Some(config),
-                    )
-                    .await;
-                    super::conn::serve(task_app, ws, username, conn).await;
-                }
-                Err(err) => tracing::debug!(%err, "upgrade did not complete"),
-            }
-        }
-        .instrument(span),
-    );
+    // The socket keeps its connection slot after the HTTP connection hands it over.
+    crate::ws::spawn(app, on_upgrade, username, ip, slot);
 
     let response = HttpResponse::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -12,8 +12,7 @@
 # results.jsonl (one JSON line per run), server-LABEL.log (each server's log).
 # Environment: BENCH_CLOSE=reply|send (how the tool closes sockets, default reply: wait for the
 # server's close frame as RFC 6455 clients do), BENCH_PIN=0 (no taskset), BENCH_RUST_LOG (server log
-# filter, default info; keep wsgate::startup at info, e.g. warn,wsgate::startup=info, since the
-# script reads the listening address from the log), BENCH_MAX_NOISE (default 10: a run during which
+# filter, default info), BENCH_MAX_NOISE (default 10: a run during which
 # other processes used more than this % of a core is repeated, up to 3 attempts).
 #
 # Only 127.0.0.0/8 is used: the server listens on 127.0.0.1 (a free port) and the tool opens its
@@ -59,15 +58,13 @@ if [ "$mode" = full ] && [ "${BENCH_PIN:-1}" != 0 ] && command -v taskset >/dev/
   pin_bench=(taskset -c 1)
 fi
 
+source scripts/lib/wsgate.sh
+WSGATE_LAUNCH=("${pin_server[@]}")
 server_pid=""
 addr=""
 
 stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  wsgate_stop
   server_pid=""
 }
 trap stop_server EXIT
@@ -75,33 +72,13 @@ trap stop_server EXIT
 # start_server BCRYPT_COST LOG_NAME: a fresh server with rate limits off, on a free loopback port.
 start_server() {
   local cost=$1 log="$out/server-$2.log"
-  (
-    # As many descriptors as this machine allows a process (the hard limit).
-    ulimit -n "$(ulimit -Hn)"
-    exec env -u WSGATE_MONGODB_URI \
-      NO_COLOR=1 RUST_LOG="${BENCH_RUST_LOG:-${RUST_LOG:-info}}" \
-      WSGATE_ADDR=127.0.0.1:0 \
-      WSGATE_JWT_SECRET=wsgate-bench-secret-wsgate-bench-secret-0123 \
-      WSGATE_JWT_TTL_SECS=3600 \
-      WSGATE_BCRYPT_COST="$cost" \
-      WSGATE_RATE_REGISTER_PER_MIN=0 WSGATE_RATE_LOGIN_PER_MIN=0 WSGATE_RATE_TICKET_PER_MIN=0 \
-      WSGATE_RATE_UPGRADE_PER_MIN=0 WSGATE_RATE_MESSAGES_PER_SEC=0 WSGATE_RATE_REFRESH_PER_MIN=0 \
-      WSGATE_MAX_CONNECTIONS=25000 \
-      "${pin_server[@]}" "$server_bin"
-  ) >"$log" 2>&1 </dev/null &
-  server_pid=$!
-  addr=""
-  for _ in $(seq 1 200); do
-    addr=$(grep -o 'wsgate listening addr=[0-9.:]*' "$log" | head -1 | sed 's/.*addr=//') || true
-    [ -n "$addr" ] && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if [ -z "$addr" ]; then
-    echo "bench.sh: wsgate did not start:" >&2
-    cat "$log" >&2
-    exit 1
-  fi
+  wsgate_start "$server_bin" "$log" \
+    RUST_LOG="${BENCH_RUST_LOG:-${RUST_LOG:-info}}" \
+    WSGATE_JWT_SECRET=wsgate-bench-secret-wsgate-bench-secret-0123 \
+    WSGATE_JWT_TTL_SECS=3600 WSGATE_BCRYPT_COST="$cost" WSGATE_MAX_CONNECTIONS=25000 \
+    "${WSGATE_RATE_LIMITS_OFF[@]}" || exit 1
+  server_pid=$WSGATE_PID
+  addr=$WSGATE_HOSTPORT
 }
 
 failed=0

@@ -6,28 +6,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --quiet --bin wsgate
+source scripts/lib/wsgate.sh
 log=$(mktemp)
-trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
+trap 'wsgate_stop; rm -f "$log"' EXIT
 
-env -u WSGATE_MONGODB_URI \
-  RUST_LOG=debug NO_COLOR=1 \
-  WSGATE_ADDR=127.0.0.1:0 \
+wsgate_start ./target/debug/wsgate "$log" \
+  RUST_LOG=debug \
   WSGATE_JWT_SECRET=scenario-secret-scenario-secret-0123456789 \
   WSGATE_BCRYPT_COST=4 \
   WSGATE_JWT_TTL_SECS=8 WSGATE_JWT_LEEWAY_SECS=0 WSGATE_TOKEN_EXPIRING_SECS=4 \
   WSGATE_TICKET_TTL_SECS=2 WSGATE_AUTH_TIMEOUT_MS=1000 \
   WSGATE_RATE_REGISTER_PER_MIN=1000 WSGATE_RATE_LOGIN_PER_MIN=1000 \
-  WSGATE_RATE_TICKET_PER_MIN=1000 WSGATE_RATE_REFRESH_PER_MIN=1000 WSGATE_RATE_UPGRADE_PER_MIN=1000 \
-  ./target/debug/wsgate >"$log" 2>&1 &
-pid=$!
-
-addr=""
-for _ in $(seq 1 100); do
-  addr=$(grep -o 'wsgate listening addr=[0-9.:]*' "$log" | head -1 | sed 's/.*addr=//') || true
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "wsgate did not start:"; cat "$log"; exit 1; }
+  WSGATE_RATE_TICKET_PER_MIN=1000 WSGATE_RATE_REFRESH_PER_MIN=1000 WSGATE_RATE_UPGRADE_PER_MIN=1000
+pid=$WSGATE_PID
+addr=$WSGATE_HOSTPORT
 
 status=0
 scripts/scenarios.sh --url "http://$addr" --auth-timeout-ms 1000 --jwt-leeway-secs 0 --max-wait-secs 30 || status=$?

@@ -36,34 +36,21 @@ cargo build --release --quiet -p wsgate-testkit --bin wsgate-bench
 server_bin=target/release/wsgate
 bench_bin=target/release/wsgate-bench
 
+source scripts/lib/wsgate.sh
 log="$out/server.log"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -n "${server_pid:-}" ] && kill -TERM "$server_pid" 2>/dev/null || true
+  wsgate_stop
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
 
-(
-  ulimit -n "$(ulimit -Hn)"
-  exec env -u WSGATE_MONGODB_URI NO_COLOR=1 RUST_LOG=warn,wsgate::startup=info \
-    WSGATE_ADDR=127.0.0.1:0 WSGATE_JWT_SECRET=wsgate-soak-secret-wsgate-soak-secret-0123 \
-    WSGATE_JWT_TTL_SECS=3600 WSGATE_BCRYPT_COST=4 \
-    WSGATE_RATE_REGISTER_PER_MIN=0 WSGATE_RATE_LOGIN_PER_MIN=0 WSGATE_RATE_TICKET_PER_MIN=0 \
-    WSGATE_RATE_UPGRADE_PER_MIN=0 WSGATE_RATE_MESSAGES_PER_SEC=0 WSGATE_RATE_REFRESH_PER_MIN=0 \
-    "$server_bin"
-) >"$log" 2>&1 </dev/null &
-server_pid=$!
-addr=""
-for _ in $(seq 1 200); do
-  addr=$(grep -o 'wsgate listening addr=[0-9.:]*' "$log" | head -1 | sed 's/.*addr=//') || true
-  [ -n "$addr" ] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.05
-done
-[ -n "$addr" ] || { echo "soak.sh: wsgate did not start:" >&2; cat "$log" >&2; exit 1; }
-url="http://$addr"
+wsgate_start "$server_bin" "$log" RUST_LOG=warn \
+  WSGATE_JWT_SECRET=wsgate-soak-secret-wsgate-soak-secret-0123 \
+  WSGATE_JWT_TTL_SECS=3600 WSGATE_BCRYPT_COST=4 "${WSGATE_RATE_LIMITS_OFF[@]}"
+server_pid=$WSGATE_PID
+url="http://$WSGATE_HOSTPORT"
 
 echo "soak: $minutes min against $url (pid $server_pid), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs"

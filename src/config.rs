@@ -152,6 +152,11 @@ pub struct Config {
     #[arg(long, env = "WSGATE_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// Once listening, write the bound address (`127.0.0.1:PORT`) to this file, for scripts that
+    /// start the server on port 0.
+    #[arg(long, env = "WSGATE_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
+
     /// Folder served at `/` (the web client).
     #[arg(long, env = "WSGATE_CLIENT_DIR", default_value = "client")]
     pub client_dir: PathBuf,
@@ -288,6 +293,8 @@ pub struct Settings {
     pub mongodb: Option<MongoSettings>,
     /// The metrics-only listener, when configured.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where to write the bound address.
+    pub addr_file: Option<PathBuf>,
     /// Static files served at `/`.
     pub client_dir: PathBuf,
     /// Log format.
@@ -328,6 +335,7 @@ impl std::fmt::Debug for Settings {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("mongodb", &self.mongodb)
             .field("metrics_addr", &self.metrics_addr)
+            .field("addr_file", &self.addr_file)
             .field("client_dir", &self.client_dir)
             .field("log_format", &self.log_format)
             .finish()
@@ -563,6 +571,7 @@ impl Config {
                 }
             },
             metrics_addr: self.metrics_addr,
+            addr_file: self.addr_file,
             client_dir: self.client_dir,
             log_format: self.log_format,
         })

@@ -390,6 +390,7 @@ const CONFIG_FLAGS: &[&str] = &[
     "request-timeout-ms",
     "max-connections-per-ip",
     "metrics-addr",
+    "addr-file",
     "client-dir",
     "log-format",
 ];

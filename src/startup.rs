@@ -34,6 +34,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const MAX_HTTP_BUFFER: usize = 16 * 1024;
 /// How often idle per-IP limiter state is forgotten.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+/// How often expired records are purged from the store (a no-op on MongoDB, whose TTL indexes do it).
+const STORE_PURGE: Duration = Duration::from_secs(30);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,14 @@ pub enum StartupError {
     /// The password hasher could not be initialised.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// The address file could not be written.
+    #[error("cannot write the address file {path}: {source}")]
+    AddrFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The configured store could not be reached or prepared.
     #[error("cannot use the store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -64,6 +74,15 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     app: Arc<App>,
     slots: Arc<Semaphore>,
+}
+
+/// Writes `addr` to `path` in one step (a temporary file renamed over it), so that a reader never
+/// sees half an address. Connections that arrive before serving starts wait in the backlog.
+fn write_addr_file(path: &std::path::Path, addr: SocketAddr) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(&tmp, path)
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
@@ -94,6 +113,12 @@ impl Application {
         store: Arc<dyn Store>,
     ) -> Result<Self, StartupError> {
         let (listener, local_addr) = bind(settings.addr).await?;
+        if let Some(path) = &settings.addr_file {
+            write_addr_file(path, local_addr).map_err(|source| StartupError::AddrFile {
+                path: path.clone(),
+                source,
+            })?;
+        }
         let metrics_listener = match settings.metrics_addr {
             Some(addr) => Some(bind(addr).await?.0),
             None => None,
@@ -175,8 +200,10 @@ impl Application {
             origins = ?app.origins.allowed(),
             "wsgate listening"
         );
-        let sweeper = tokio::spawn(sweep_limiters(app.clone()));
-        let revocations = tokio::spawn(crate::sessions::follow_revocations(app.clone()));
+        // Every background task runs in the tracker and ends on the one shutdown token.
+        app.tasks.spawn(maintenance(app.clone()));
+        app.tasks
+            .spawn(crate::sessions::follow_revocations(app.clone()));
         // The filter tree is built once; each connection gets a cheap clone.
         let routes = crate::http::routes(app.clone());
         if let Some(metrics_listener) = metrics_listener {
@@ -199,8 +226,6 @@ impl Application {
             _ = shutdown => tracing::info!("shutdown requested"),
         }
         app.shutdown.cancel();
-        sweeper.abort();
-        revocations.abort();
         app.tasks.close();
         let open = app.tasks.len();
         if tokio::time::timeout(SHUTDOWN_GRACE, app.tasks.wait())
@@ -340,11 +365,23 @@ async fn serve_connection<R>(
     }
 }
 
-async fn sweep_limiters(app: Arc<App>) {
-    let mut ticker = tokio::time::interval(LIMITER_SWEEP);
+/// Garbage collection until shutdown: idle per-IP limiter state, and expired store records.
+async fn maintenance(app: Arc<App>) {
+    let mut limiters = tokio::time::interval(LIMITER_SWEEP);
+    let mut store = tokio::time::interval(STORE_PURGE);
+    for ticker in [&mut limiters, &mut store] {
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     loop {
-        ticker.tick().await;
-        app.limits.forget_idle();
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = limiters.tick() => app.limits.forget_idle(),
+            _ = store.tick() => {
+                if let Err(err) = app.store.purge_expired(crate::clock::now_millis()).await {
+                    tracing::debug!(%err, "purging expired records failed");
+                }
+            }
+        }
     }
 }
 

@@ -18,39 +18,60 @@ use crate::store::Store;
 /// costs. Larger frames still work: the buffer grows for them and the frame-size limit bounds how far.
 pub const WS_READ_BUFFER: usize = 1024;
 
-/// Everything the server shares. Built once by `startup`; handed around as `Arc<App>`.
+/// Everything the server shares. Built once by `startup`; handed around as `Arc<App>`. Its fields
+/// are the crate's; embedders and tests read it through the accessors.
 pub struct App {
     /// Validated configuration.
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// The backend.
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// JWT signing and verification.
-    pub tokens: TokenKeys,
+    pub(crate) tokens: TokenKeys,
     /// Ticket minting and verification.
-    pub tickets: TicketCodec,
+    pub(crate) tickets: TicketCodec,
     /// Refresh-token minting and verification.
-    pub refresh_tokens: RefreshCodec,
+    pub(crate) refresh_tokens: RefreshCodec,
     /// bcrypt, off the async workers.
-    pub passwords: PasswordHasher,
+    pub(crate) passwords: PasswordHasher,
     /// Online sockets and broadcast.
-    pub hub: Hub,
+    pub(crate) hub: Hub,
     /// Per-IP limits.
-    pub limits: IpLimits,
+    pub(crate) limits: IpLimits,
     /// Origins allowed to upgrade and to change state.
-    pub origins: crate::edge::Origins,
+    pub(crate) origins: crate::edge::Origins,
     /// The WebSocket settings wsgate owns (read buffer, frame limits).
-    pub ws_config: WebSocketConfig,
+    pub(crate) ws_config: WebSocketConfig,
     /// Operational metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Whether the main listener answers `GET /metrics` (see `startup`).
-    pub metrics_on_main: bool,
+    pub(crate) metrics_on_main: bool,
     /// Cancelled when the server shuts down; every connection watches it.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
 }
 
 impl App {
+    /// The validated configuration.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Who is online (socket and user counts).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The server's metrics (what `/metrics` serves).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The store, instrumented.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// The WebSocket configuration for the given frame limit.
     pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
         WebSocketConfig::default()

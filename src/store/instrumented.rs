@@ -59,6 +59,10 @@ impl Store for InstrumentedStore {
         measured!(self, "ping", ping())
     }
 
+    async fn purge_expired(&self, now: UnixMillis) -> Result<usize, StoreError> {
+        measured!(self, "purge_expired", purge_expired(now))
+    }
+
     async fn create_user(&self, user: UserRecord) -> Result<(), StoreError> {
         measured!(self, "create_user", create_user(user))
     }

@@ -2,12 +2,11 @@
 //!
 //! A cheap `Clone` handle over `Arc<Shared>`; one `std::sync::Mutex` guards all maps and is never held
 //! across an `.await` (every operation is a short synchronous critical section, which is also what makes
-//! ticket consumption atomic). A background task purges expired tickets and revocations; it holds only
-//! a `Weak` reference, so it ends by itself when the last handle is dropped.
+//! ticket consumption atomic). Expired records are dropped by `purge_expired`, which the server's
+//! maintenance task calls (see `startup`); no check relies on it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
@@ -15,10 +14,6 @@ use super::{
     RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketHash, TicketOutcome,
     TicketRecord, UnixMillis, UserRecord,
 };
-use crate::clock::now_millis;
-
-/// How often expired records are purged by default.
-pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Handle to the in-memory store.
 #[derive(Clone)]
@@ -65,18 +60,13 @@ struct StoredTicket {
 }
 
 impl MemoryStore {
-    /// Creates a store with the default purge interval. Must be called inside a tokio runtime.
+    /// An empty store.
     pub fn new() -> Self {
-        Self::with_purge_interval(DEFAULT_PURGE_INTERVAL)
-    }
-
-    /// Creates a store whose purge task runs every `interval`.
-    pub fn with_purge_interval(interval: Duration) -> Self {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-        });
-        tokio::spawn(purge_task(Arc::downgrade(&shared), interval));
-        Self { shared }
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+            }),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -103,23 +93,6 @@ fn lock(mutex: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn purge_task(shared: Weak<Shared>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let now = now_millis();
-        let mut state = lock(&shared.state);
-        state.tickets.retain(|_, t| t.expires_at > now);
-        state.revoked.retain(|_, r| r.expires_at > now);
-        state.sessions.retain(|_, s| s.expires_at > now);
-    }
-}
-
 #[async_trait]
 impl Store for MemoryStore {
     fn kind(&self) -> &'static str {
@@ -128,6 +101,15 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn purge_expired(&self, now: UnixMillis) -> Result<usize, StoreError> {
+        let mut state = self.state();
+        let before = state.tickets.len() + state.revoked.len() + state.sessions.len();
+        state.tickets.retain(|_, t| t.expires_at > now);
+        state.revoked.retain(|_, r| r.expires_at > now);
+        state.sessions.retain(|_, s| s.expires_at > now);
+        Ok(before - (state.tickets.len() + state.revoked.len() + state.sessions.len()))
     }
 
     async fn create_user(&self, user: UserRecord) -> Result<(), StoreError> {
@@ -339,10 +321,11 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::now_millis;
 
     #[tokio::test]
-    async fn purge_drops_expired_tickets_only() {
-        let store = MemoryStore::with_purge_interval(Duration::from_millis(20));
+    async fn purge_drops_expired_records_only() {
+        let store = MemoryStore::new();
         let now = now_millis();
         for (i, ttl) in [(1u8, -1_000i64), (2, 60_000)] {
             store
@@ -355,20 +338,11 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(store.ticket_count(), 2);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.purge_expired(now).await.unwrap(), 1);
         assert_eq!(store.ticket_count(), 1);
         assert!(matches!(
             store.consume_ticket(&[2; 32], now_millis()).await.unwrap(),
             TicketOutcome::Accepted { .. }
         ));
-    }
-
-    #[tokio::test]
-    async fn purge_task_ends_when_the_store_is_dropped() {
-        let store = MemoryStore::with_purge_interval(Duration::from_millis(5));
-        let weak = Arc::downgrade(&store.shared);
-        drop(store);
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(weak.upgrade().is_none());
     }
 }

@@ -179,6 +179,13 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Drops records expired at `now` (garbage collection only: every check compares expiry
+    /// itself); how many. The default does nothing, for backends that collect their own garbage
+    /// (MongoDB's TTL indexes).
+    async fn purge_expired(&self, _now: UnixMillis) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
     /// Creates a user; `StoreError::Duplicate` when the username (case-insensitively) exists.
     async fn create_user(&self, user: UserRecord) -> Result<(), StoreError>;
 

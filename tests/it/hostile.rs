@@ -162,7 +162,7 @@ async fn a_stalled_write_never_puts_a_frame_after_a_partial_one() {
     let (mut fast, _) = gw.connect(&sender).await.unwrap();
     let text = "x".repeat(2000);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while server.app.hub.socket_count() == 2 {
+    while server.app.hub().socket_count() == 2 {
         assert!(
             Instant::now() < deadline,
             "the stalled socket was never cut off"

@@ -272,7 +272,7 @@ async fn a_refused_command_is_a_500_and_an_outage_is_a_503() {
         .expect_error(503, "store_unavailable")
         .unwrap();
     // Told apart in the metrics too: one refusal, the rest outages.
-    let metrics = server.app.metrics.encode();
+    let metrics = server.app.metrics().encode();
     assert!(
         metrics.contains("wsgate_store_errors_total{kind=\"rejected\"} 1\n"),
         "{metrics}"

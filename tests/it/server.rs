@@ -152,7 +152,7 @@ async fn upgrade_checks_origin_then_rate_limit_then_ticket() {
     assert!(matches!(
         server
             .app
-            .store
+            .store()
             .consume_ticket(&hash_ticket(&ticket), now_millis())
             .await
             .unwrap(),
@@ -227,18 +227,18 @@ async fn a_socket_that_stops_reading_is_cut_off_and_others_carry_on() {
         .unwrap();
     let sender = gw.new_user("fast").await.unwrap();
     let (mut fast, _) = gw.connect(&sender).await.unwrap();
-    assert_eq!(server.app.hub.socket_count(), 2);
+    assert_eq!(server.app.hub().socket_count(), 2);
 
     // Enough data to fill the slow socket's kernel buffers many times over; the sender reads its
     // own echoes, so it is never slow itself.
     let text = "x".repeat(2000);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while server.app.hub.socket_count() == 2 {
+    while server.app.hub().socket_count() == 2 {
         assert!(Instant::now() < deadline, "slow socket never cut off");
         fast.say(&text).await.unwrap();
         fast.recv_type("message").await.unwrap();
     }
-    assert_eq!(server.app.hub.socket_count(), 1);
+    assert_eq!(server.app.hub().socket_count(), 1);
     // The slow client finally reads: a bounded backlog, then the end (a 1013 close if the frame
     // made it into the buffer, or the connection's end).
     let mut frames = 0usize;
@@ -369,10 +369,10 @@ async fn a_second_upgrade_attempt_in_parallel_to_auth_does_not_disturb_it() {
     ));
     socket.auth(&user.token).await.unwrap();
     assert_eq!(socket.recv().await.unwrap()["type"], "auth_ok");
-    assert_eq!(server.app.hub.socket_count(), 1);
+    assert_eq!(server.app.hub().socket_count(), 1);
     socket.close().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
-    while server.app.hub.socket_count() != 0 {
+    while server.app.hub().socket_count() != 0 {
         assert!(Instant::now() < deadline, "closed socket still in the hub");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -415,7 +415,7 @@ async fn shutdown_answers_a_body_that_never_arrives_at_once() {
         .unwrap();
     // Ready when the request is in its handler, waiting for the body.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.app.metrics.http_in_flight.get() < 1 {
+    while server.app.metrics().http_in_flight.get() < 1 {
         assert!(
             Instant::now() < deadline,
             "the request never reached its handler"
@@ -596,13 +596,22 @@ mod binary {
 
     #[test]
     fn sigterm_stops_the_server_cleanly() {
-        let (mut child, mut lines) = spawn_logging(&[]);
+        // The address comes from the server (`--addr-file`), not from its log.
+        let file = std::env::temp_dir().join(wsgate_testkit::unique_name("addr"));
+        let (mut child, _lines) = spawn_logging(&["--addr-file", file.to_str().unwrap()]);
+        let started = Instant::now();
         let addr = loop {
-            let line = lines.next().expect("server exited early").unwrap();
-            if let Some(rest) = line.split("addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                break text.trim().to_string();
             }
+            assert!(child.try_wait().unwrap().is_none(), "server exited early");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no address file"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         };
+        let _ = std::fs::remove_file(&file);
         let health = std::net::TcpStream::connect(&addr);
         assert!(health.is_ok(), "server not listening on {addr}");
         let status = Command::new("kill")

@@ -24,5 +24,5 @@ pub mod ws;
 #[cfg(test)]
 mod proptests;
 
-pub use config::{Config, Settings};
+pub use config::Settings;
 pub use startup::Application;

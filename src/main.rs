@@ -3,11 +3,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use wsgate::{telemetry, Application, Config};
+use wsgate::{telemetry, Application, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Config::from_env_and_args().and_then(Config::into_settings) {
+    let settings = match Settings::from_env_and_args() {
         Ok(settings) => settings,
         Err(wsgate::config::ConfigError::Help(text)) => {
             print!("{text}");
@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format);
+    telemetry::init(settings.ops.log_format);
     let stop = wsgate::startup::shutdown_signal();
     let app = match Application::build(settings).await {
         Ok(app) => app,

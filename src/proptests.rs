@@ -398,7 +398,7 @@ const CONFIG_FLAGS: &[&str] = &[
 #[test]
 fn every_flag_is_listed_for_the_config_property() {
     use clap::CommandFactory;
-    let declared: Vec<String> = crate::config::Config::command()
+    let declared: Vec<String> = crate::config::Settings::command()
         .get_arguments()
         .filter_map(|a| a.get_long().map(str::to_string))
         .filter(|l| l != "help" && l != "version")

@@ -11,7 +11,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::config::RateLimits;
+use crate::config::Limits;
 use crate::edge::client_key;
 
 /// A request over its per-IP limit, and when the next one will be allowed.
@@ -69,13 +69,13 @@ pub struct IpLimits {
 
 impl IpLimits {
     /// Builds the limiters from the configuration.
-    pub fn new(rate: &RateLimits) -> Self {
+    pub fn new(limits: &Limits) -> Self {
         Self {
-            register: IpLimit::per_minute(rate.register_per_min),
-            login: IpLimit::per_minute(rate.login_per_min),
-            refresh: IpLimit::per_minute(rate.refresh_per_min),
-            ticket: IpLimit::per_minute(rate.ticket_per_min),
-            upgrade: IpLimit::per_minute(rate.upgrade_per_min),
+            register: IpLimit::per_minute(limits.register_per_min.get()),
+            login: IpLimit::per_minute(limits.login_per_min.get()),
+            refresh: IpLimit::per_minute(limits.refresh_per_min.get()),
+            ticket: IpLimit::per_minute(limits.ticket_per_min.get()),
+            upgrade: IpLimit::per_minute(limits.upgrade_per_min.get()),
         }
     }
 

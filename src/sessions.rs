@@ -86,7 +86,7 @@ fn pair(app: &App, username: &str, sid: &str, refresh_token: String) -> TokenPai
         token_type: "Bearer",
         expires_in: app.tokens.ttl().as_secs(),
         refresh_token,
-        refresh_expires_in: app.settings.refresh_ttl.as_secs(),
+        refresh_expires_in: app.settings.auth.refresh_ttl.as_secs(),
     }
 }
 
@@ -97,7 +97,7 @@ fn access_until(app: &App, now: UnixMillis) -> UnixMillis {
 }
 
 fn refresh_expiry(app: &App, now: UnixMillis) -> UnixMillis {
-    now + app.settings.refresh_ttl.as_millis() as i64
+    now + app.settings.auth.refresh_ttl.as_millis() as i64
 }
 
 /// Starts a session for a user who just proved their password. A user keeps at most
@@ -121,7 +121,7 @@ pub async fn start(app: &App, username: &str) -> Result<TokenPair, SessionError>
         .store
         .revoke_sessions_beyond(
             username,
-            app.settings.max_sessions_per_user,
+            app.settings.auth.max_sessions_per_user,
             access_until(app, now),
             now,
         )
@@ -133,7 +133,7 @@ pub async fn start(app: &App, username: &str) -> Result<TokenPair, SessionError>
             .sum();
         tracing::info!(
             user = %username,
-            limit = app.settings.max_sessions_per_user,
+            limit = app.settings.auth.max_sessions_per_user,
             sockets_closed = closed,
             "session limit reached: the oldest sessions were revoked"
         );
@@ -202,7 +202,7 @@ async fn revoke(app: &App, what: Revoked, now: UnixMillis) -> Result<usize, Sess
 /// Background task: applies revocations made through other instances (sharing the store) to this
 /// instance's sockets. Local revocations already closed their sockets; seeing them again is harmless.
 pub async fn follow_revocations(app: std::sync::Arc<App>) {
-    let interval = app.settings.revocation_poll;
+    let interval = app.settings.auth.revocation_poll;
     // Instances' clocks differ a little: look back further than one interval.
     let overlap = interval.as_millis() as i64 + 5_000;
     let mut since = now_millis() - overlap;

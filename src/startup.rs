@@ -98,9 +98,9 @@ impl Application {
     /// error (exit non-zero), not a retry loop: a supervisor restarting the process is clearer than a
     /// server that listens but cannot serve.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let store: Arc<dyn Store> = match &settings.mongodb {
-            Some(mongo) => {
-                Arc::new(MongoStore::connect(&mongo.uri, &mongo.db, mongo.timeout).await?)
+        let store: Arc<dyn Store> = match settings.mongodb() {
+            Some((uri, db, timeout)) => {
+                Arc::new(MongoStore::connect(uri.expose(), db, timeout).await?)
             }
             None => Arc::new(MemoryStore::new()),
         };
@@ -112,14 +112,14 @@ impl Application {
         settings: Settings,
         store: Arc<dyn Store>,
     ) -> Result<Self, StartupError> {
-        let (listener, local_addr) = bind(settings.addr).await?;
-        if let Some(path) = &settings.addr_file {
+        let (listener, local_addr) = bind(settings.net.addr).await?;
+        if let Some(path) = &settings.net.addr_file {
             write_addr_file(path, local_addr).map_err(|source| StartupError::AddrFile {
                 path: path.clone(),
                 source,
             })?;
         }
-        let metrics_listener = match settings.metrics_addr {
+        let metrics_listener = match settings.ops.metrics_addr {
             Some(addr) => Some(bind(addr).await?.0),
             None => None,
         };
@@ -127,11 +127,11 @@ impl Application {
         // reach it directly and no proxy forwards the world to it.
         let metrics_on_main = metrics_listener.is_none()
             && local_addr.ip().is_loopback()
-            && settings.trusted_proxies.is_empty();
+            && settings.net.trusted_proxies.is_empty();
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics.clone()));
-        let secret = match &settings.jwt_secret {
-            Some(secret) => secret.clone(),
+        let secret = match &settings.auth.jwt_secret {
+            Some(secret) => secret.expose().as_bytes().to_vec(),
             None => {
                 tracing::warn!(
                     "WSGATE_JWT_SECRET is not set: using a random secret for this process only. \
@@ -140,17 +140,26 @@ impl Application {
                 crate::auth::os_random::<32>().to_vec()
             }
         };
-        let previous = settings.jwt_previous_secret.as_deref();
+        let previous = settings
+            .auth
+            .jwt_previous_secret
+            .as_ref()
+            .map(|s| s.expose().as_bytes());
         let app = Arc::new(App {
-            tokens: TokenKeys::new(&secret, previous, settings.jwt_ttl, settings.jwt_leeway),
+            tokens: TokenKeys::new(
+                &secret,
+                previous,
+                settings.auth.jwt_ttl,
+                settings.auth.jwt_leeway,
+            ),
             tickets: TicketCodec::new(&secret, previous),
             refresh_tokens: RefreshCodec::new(&secret, previous),
-            passwords: PasswordHasher::new(settings.bcrypt_cost, metrics.bcrypt_queue.clone())
+            passwords: PasswordHasher::new(settings.auth.bcrypt_cost, metrics.bcrypt_queue.clone())
                 .await?,
-            hub: Hub::new(settings.outbound_queue),
-            limits: IpLimits::new(&settings.rate),
-            origins: crate::edge::Origins::resolve(&settings.allowed_origins, local_addr),
-            ws_config: App::websocket_config(settings.max_frame_bytes),
+            hub: Hub::new(settings.limits.outbound_queue),
+            limits: IpLimits::new(&settings.limits),
+            origins: crate::edge::Origins::resolve(&settings.net.allowed_origins.0, local_addr),
+            ws_config: App::websocket_config(settings.limits.max_frame_bytes),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             metrics,
@@ -162,7 +171,7 @@ impl Application {
             listener,
             local_addr,
             metrics_listener,
-            slots: Arc::new(Semaphore::new(app.settings.max_connections)),
+            slots: Arc::new(Semaphore::new(app.settings.net.max_connections)),
             app,
         })
     }
@@ -220,7 +229,12 @@ impl Application {
                 None,
             ));
         }
-        let per_ip = app.settings.max_connections_per_ip;
+        let per_ip = app
+            .settings
+            .net
+            .max_connections_per_ip
+            .get()
+            .map(|n| n as usize);
         tokio::select! {
             _ = accept_loop(listener, app.clone(), slots, routes, per_ip) => {}
             _ = shutdown => tracing::info!("shutdown requested"),
@@ -275,7 +289,7 @@ async fn accept_loop<R>(
             Ok((stream, peer)) => {
                 let share = match &per_ip {
                     // A trusted proxy carries many clients: it is not capped as one.
-                    Some(_) if app.settings.trusted_proxies.contains(peer.ip()) => None,
+                    Some(_) if app.settings.net.trusted_proxies.contains(peer.ip()) => None,
                     None => None,
                     Some(per_ip) => match per_ip.admit(peer.ip()) {
                         Some(share) => Some(share),
@@ -319,7 +333,7 @@ async fn serve_connection<R>(
         + 'static,
 {
     let routes = warp::service(routes);
-    let proxies = app.settings.trusted_proxies.clone();
+    let proxies = app.settings.net.trusted_proxies.clone();
     let metrics = app.metrics.clone();
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         // Behind a trusted proxy the client is named by X-Forwarded-For (every line of it); otherwise
@@ -344,7 +358,7 @@ async fn serve_connection<R>(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         // Slow-loris protection; the body has its own deadline in `http::json_body`.
-        .header_read_timeout(app.settings.request_timeout)
+        .header_read_timeout(app.settings.net.request_timeout)
         // Bounds what one connection can make hyper buffer (request head, pipelined input).
         .max_buf_size(MAX_HTTP_BUFFER)
         .serve_connection(TokioIo::new(stream), service)

@@ -17,7 +17,7 @@ pub const MAX_BODY_BYTES: u64 = 16 * 1024;
 pub(crate) fn json_body<T: DeserializeOwned + Send>(
     app: &App,
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    let deadline = app.settings.request_timeout;
+    let deadline = app.settings.net.request_timeout;
     let shutdown = app.shutdown.clone();
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())

@@ -54,7 +54,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
     // `no-cache`: browsers revalidate (cheaply, by Last-Modified) instead of running an old client
     // against a new server after a deploy.
     let static_files = warp::get()
-        .and(warp::fs::dir(app.settings.client_dir.clone()))
+        .and(warp::fs::dir(app.settings.net.client_dir.clone()))
         .with(warp::reply::with::header(
             http::header::CACHE_CONTROL,
             "no-cache",

@@ -28,7 +28,7 @@ async fn handle_ws_ticket(
 ) -> Result<Response, ApiError> {
     app.limits.ticket.check(ip)?;
     let claims = authenticate(&app, auth).await?;
-    let ttl = app.settings.ticket_ttl;
+    let ttl = app.settings.auth.ticket_ttl;
     let ticket = app.tickets.mint(now_millis() + ttl.as_millis() as i64);
     app.store
         .insert_ticket(crate::store::TicketRecord {

@@ -1,4 +1,5 @@
-//! The store suite: one set of assertions, run against every backend through `store_suite!`.
+//! The store suite: one set of assertions, each written once, run against every backend through
+//! `store_suite!`.
 
 use std::sync::Arc;
 
@@ -8,69 +9,32 @@ use wsgate::store::{
     TicketRecord, UserRecord,
 };
 
-/// Instantiates every store test for one backend. `$make` is an async expression yielding
-/// `Option<Arc<dyn Store>>` (a fresh, empty store or database per test; `None` when the backend is
-/// not available here, which the helper reports).
-#[macro_export]
+/// Defines each test once, as `async fn name(store) { … }` over `store: Arc<dyn Store>`, and runs
+/// it on every backend: `memory::name` on a fresh embedded store, `mongodb::name` on a fresh
+/// database of the test MongoDB server (reported, or failed under `WSGATE_REQUIRE_MONGO=1`, when
+/// there is none).
 macro_rules! store_suite {
-    ($backend:ident, $make:expr) => {
-        mod $backend {
-            use super::*;
+    ($(async fn $name:ident($store:ident) $body:block)*) => {
+        $(async fn $name($store: Arc<dyn Store>) $body)*
 
-            #[tokio::test]
-            async fn users_are_unique_case_insensitively() {
-                if let Some(store) = $make.await {
-                    users_are_unique_case_insensitively_on(store).await;
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(wsgate::store::MemoryStore::new())).await;
                 }
-            }
-            #[tokio::test]
-            async fn tickets_are_consumed_once() {
-                if let Some(store) = $make.await {
-                    tickets_are_consumed_once_on(store).await;
+            )*
+        }
+
+        mod mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(store) = crate::helpers::mongo_store().await {
+                        super::$name(store).await;
+                    }
                 }
-            }
-            #[tokio::test]
-            async fn expiry_is_checked_by_the_operation() {
-                if let Some(store) = $make.await {
-                    expiry_is_checked_by_the_operation_on(store).await;
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn concurrent_consumes_yield_one_winner() {
-                if let Some(store) = $make.await {
-                    concurrent_consumes_yield_one_winner_on(store).await;
-                }
-            }
-            #[tokio::test]
-            async fn refresh_tokens_rotate_and_reuse_is_detected() {
-                if let Some(store) = $make.await {
-                    refresh_tokens_rotate_and_reuse_is_detected_on(store).await;
-                }
-            }
-            #[tokio::test]
-            async fn revoked_sessions_stop_refreshing() {
-                if let Some(store) = $make.await {
-                    revoked_sessions_stop_refreshing_on(store).await;
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn concurrent_rotations_yield_one_winner() {
-                if let Some(store) = $make.await {
-                    concurrent_rotations_yield_one_winner_on(store).await;
-                }
-            }
-            #[tokio::test]
-            async fn sessions_beyond_the_cap_are_revoked_oldest_first() {
-                if let Some(store) = $make.await {
-                    sessions_beyond_the_cap_are_revoked_oldest_first_on(store).await;
-                }
-            }
-            #[tokio::test]
-            async fn revocations_are_remembered() {
-                if let Some(store) = $make.await {
-                    revocations_are_remembered_on(store).await;
-                }
-            }
+            )*
         }
     };
 }
@@ -89,118 +53,6 @@ fn ticket(byte: u8, username: &str, ttl_ms: i64) -> TicketRecord {
         username: username.into(),
         expires_at: now_millis() + ttl_ms,
     }
-}
-
-pub async fn users_are_unique_case_insensitively_on(store: Arc<dyn Store>) {
-    store.ping().await.unwrap();
-    store.create_user(user("Alice")).await.unwrap();
-    assert!(matches!(
-        store.create_user(user("alice")).await,
-        Err(StoreError::Duplicate)
-    ));
-    let found = store.find_user("ALICE").await.unwrap().unwrap();
-    assert_eq!(found.username, "Alice");
-    assert_eq!(found.password_hash, "$2b$04$hash");
-    assert!(store.find_user("bob").await.unwrap().is_none());
-}
-
-pub async fn tickets_are_consumed_once_on(store: Arc<dyn Store>) {
-    store
-        .insert_ticket(ticket(1, "alice", 30_000))
-        .await
-        .unwrap();
-    let now = now_millis();
-    assert_eq!(
-        store.consume_ticket(&[1; 32], now).await.unwrap(),
-        TicketOutcome::Accepted {
-            username: "alice".into()
-        }
-    );
-    assert_eq!(
-        store.consume_ticket(&[1; 32], now).await.unwrap(),
-        TicketOutcome::Used
-    );
-    assert_eq!(
-        store.consume_ticket(&[2; 32], now).await.unwrap(),
-        TicketOutcome::Unknown
-    );
-}
-
-pub async fn expiry_is_checked_by_the_operation_on(store: Arc<dyn Store>) {
-    // Already expired when consumed, whatever any purge or TTL monitor has done yet.
-    store
-        .insert_ticket(ticket(3, "alice", 1_000))
-        .await
-        .unwrap();
-    let later = now_millis() + 5_000;
-    assert_eq!(
-        store.consume_ticket(&[3; 32], later).await.unwrap(),
-        TicketOutcome::Expired
-    );
-    // An expired ticket stays expired (not used) even after a failed consume.
-    assert_eq!(
-        store.consume_ticket(&[3; 32], later).await.unwrap(),
-        TicketOutcome::Expired
-    );
-    // A used ticket that then expires reports expired.
-    store.insert_ticket(ticket(4, "bob", 1_000)).await.unwrap();
-    assert!(matches!(
-        store.consume_ticket(&[4; 32], now_millis()).await.unwrap(),
-        TicketOutcome::Accepted { .. }
-    ));
-    assert_eq!(
-        store.consume_ticket(&[4; 32], later).await.unwrap(),
-        TicketOutcome::Expired
-    );
-}
-
-pub async fn concurrent_consumes_yield_one_winner_on(store: Arc<dyn Store>) {
-    store
-        .insert_ticket(ticket(5, "alice", 30_000))
-        .await
-        .unwrap();
-    let attempts = (0..32).map(|_| {
-        let store = store.clone();
-        tokio::spawn(async move { store.consume_ticket(&[5; 32], now_millis()).await })
-    });
-    let mut accepted = 0;
-    for attempt in futures_util::future::join_all(attempts).await {
-        match attempt.unwrap().unwrap() {
-            TicketOutcome::Accepted { .. } => accepted += 1,
-            TicketOutcome::Used => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(accepted, 1);
-}
-
-pub async fn revocations_are_remembered_on(store: Arc<dyn Store>) {
-    let now = now_millis();
-    assert!(!store.is_revoked("j1", "s1").await.unwrap());
-    store
-        .revoke(&Revoked::Token("j1".into()), now + 60_000, now)
-        .await
-        .unwrap();
-    assert!(store.is_revoked("j1", "s1").await.unwrap());
-    assert!(!store.is_revoked("j2", "s1").await.unwrap());
-    // Revoking twice is harmless; a session revocation covers every jti of the session.
-    store
-        .revoke(&Revoked::Token("j1".into()), now + 60_000, now)
-        .await
-        .unwrap();
-    store
-        .revoke(&Revoked::Session("s9".into()), now + 60_000, now)
-        .await
-        .unwrap();
-    assert!(store.is_revoked("any", "s9").await.unwrap());
-    // The feed reports what was revoked after a point in time, and only that.
-    let mut feed = store.revocations_since(now - 1).await.unwrap();
-    feed.sort_by_key(|r| r.key());
-    assert_eq!(
-        feed,
-        vec![Revoked::Token("j1".into()), Revoked::Session("s9".into())]
-    );
-    assert!(store.revocations_since(now + 1).await.unwrap().is_empty());
 }
 
 async fn start_session(store: &Arc<dyn Store>, sid: &str, first: u8) {
@@ -227,171 +79,275 @@ fn rotation(sid: &str, generation: u64, presented: u8, next: u8) -> Rotation {
     }
 }
 
-pub async fn refresh_tokens_rotate_and_reuse_is_detected_on(store: Arc<dyn Store>) {
-    start_session(&store, "s1", 1).await;
-    let now = now_millis();
-    let rotated = RefreshOutcome::Rotated {
-        username: "alice".into(),
-    };
-    assert_eq!(
+store_suite! {
+    async fn users_are_unique_case_insensitively(store) {
+        store.ping().await.unwrap();
+        store.create_user(user("Alice")).await.unwrap();
+        assert!(matches!(
+            store.create_user(user("alice")).await,
+            Err(StoreError::Duplicate)
+        ));
+        let found = store.find_user("ALICE").await.unwrap().unwrap();
+        assert_eq!(found.username, "Alice");
+        assert_eq!(found.password_hash, "$2b$04$hash");
+        assert!(store.find_user("bob").await.unwrap().is_none());
+    }
+
+    async fn tickets_are_consumed_once(store) {
         store
-            .rotate_refresh(&rotation("s1", 0, 1, 2), now)
+            .insert_ticket(ticket(1, "alice", 30_000))
             .await
-            .unwrap(),
-        rotated
-    );
-    // The successor works; the spent generation is reuse.
-    assert_eq!(
-        store
-            .rotate_refresh(&rotation("s1", 1, 2, 3), now)
-            .await
-            .unwrap(),
-        rotated
-    );
-    assert_eq!(
-        store
-            .rotate_refresh(&rotation("s1", 0, 1, 4), now)
-            .await
-            .unwrap(),
-        RefreshOutcome::Reused {
-            username: "alice".into()
-        }
-    );
-    // Current generation with the wrong hash, a future generation, an unknown session: invalid.
-    for bad in [
-        rotation("s1", 2, 9, 5),
-        rotation("s1", 7, 3, 5),
-        rotation("nope", 0, 1, 5),
-    ] {
+            .unwrap();
+        let now = now_millis();
         assert_eq!(
-            store.rotate_refresh(&bad, now).await.unwrap(),
-            RefreshOutcome::Invalid,
-            "{bad:?}"
+            store.consume_ticket(&[1; 32], now).await.unwrap(),
+            TicketOutcome::Accepted {
+                username: "alice".into()
+            }
+        );
+        assert_eq!(
+            store.consume_ticket(&[1; 32], now).await.unwrap(),
+            TicketOutcome::Used
+        );
+        assert_eq!(
+            store.consume_ticket(&[2; 32], now).await.unwrap(),
+            TicketOutcome::Unknown
         );
     }
-    // Expired sessions are invalid, whatever any purge has done.
-    start_session(&store, "s2", 6).await;
-    assert_eq!(
-        store
-            .rotate_refresh(&rotation("s2", 0, 6, 7), now + 120_000)
-            .await
-            .unwrap(),
-        RefreshOutcome::Invalid
-    );
-}
 
-pub async fn revoked_sessions_stop_refreshing_on(store: Arc<dyn Store>) {
-    start_session(&store, "s1", 1).await;
-    start_session(&store, "s2", 2).await;
-    let now = now_millis();
-    store.revoke_session("s1", now + 60_000, now).await.unwrap();
-    assert!(store.is_revoked("anything", "s1").await.unwrap());
-    assert_eq!(
+    async fn expiry_is_checked_by_the_operation(store) {
+        // Already expired when consumed, whatever any purge or TTL monitor has done yet.
         store
-            .rotate_refresh(&rotation("s1", 0, 1, 3), now)
+            .insert_ticket(ticket(3, "alice", 1_000))
             .await
-            .unwrap(),
-        RefreshOutcome::Invalid
-    );
-    let sids = store
-        .revoke_user_sessions("ALICE", now + 60_000, now)
-        .await
-        .unwrap();
-    assert_eq!(sids, vec!["s2".to_string()], "s1 was already revoked");
-    assert_eq!(
-        store
-            .rotate_refresh(&rotation("s2", 0, 2, 4), now)
-            .await
-            .unwrap(),
-        RefreshOutcome::Invalid
-    );
-    assert!(store.is_revoked("x", "s2").await.unwrap());
-}
+            .unwrap();
+        let later = now_millis() + 5_000;
+        assert_eq!(
+            store.consume_ticket(&[3; 32], later).await.unwrap(),
+            TicketOutcome::Expired
+        );
+        // An expired ticket stays expired (not used) even after a failed consume.
+        assert_eq!(
+            store.consume_ticket(&[3; 32], later).await.unwrap(),
+            TicketOutcome::Expired
+        );
+        // A used ticket that then expires reports expired.
+        store.insert_ticket(ticket(4, "bob", 1_000)).await.unwrap();
+        assert!(matches!(
+            store.consume_ticket(&[4; 32], now_millis()).await.unwrap(),
+            TicketOutcome::Accepted { .. }
+        ));
+        assert_eq!(
+            store.consume_ticket(&[4; 32], later).await.unwrap(),
+            TicketOutcome::Expired
+        );
+    }
 
-pub async fn concurrent_rotations_yield_one_winner_on(store: Arc<dyn Store>) {
-    start_session(&store, "s1", 1).await;
-    let attempts = (0..16u8).map(|i| {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .rotate_refresh(&rotation("s1", 0, 1, 100 + i), now_millis())
-                .await
-        })
-    });
-    let mut rotated = 0;
-    for attempt in futures_util::future::join_all(attempts).await {
-        match attempt.unwrap().unwrap() {
-            RefreshOutcome::Rotated { .. } => rotated += 1,
-            RefreshOutcome::Reused { .. } => {}
-            other => panic!("unexpected {other:?}"),
+    async fn concurrent_consumes_yield_one_winner(store) {
+        store
+            .insert_ticket(ticket(5, "alice", 30_000))
+            .await
+            .unwrap();
+        let attempts = (0..32).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.consume_ticket(&[5; 32], now_millis()).await })
+        });
+        let mut accepted = 0;
+        for attempt in futures_util::future::join_all(attempts).await {
+            match attempt.unwrap().unwrap() {
+                TicketOutcome::Accepted { .. } => accepted += 1,
+                TicketOutcome::Used => {}
+                other => panic!("unexpected {other:?}"),
+            }
         }
+        assert_eq!(accepted, 1);
     }
-    assert_eq!(rotated, 1);
-}
 
-store_suite!(memory, async {
-    Some(Arc::new(wsgate::store::MemoryStore::new()) as Arc<dyn Store>)
-});
-
-store_suite!(mongodb, async {
-    crate::helpers::mongo_store()
-        .await
-        .map(|s| s as Arc<dyn Store>)
-});
-
-pub async fn sessions_beyond_the_cap_are_revoked_oldest_first_on(store: Arc<dyn Store>) {
-    let now = now_millis();
-    let session = |sid: &str, user: &str, age: i64, expires_in: i64| SessionRecord {
-        sid: sid.into(),
-        username: user.into(),
-        expires_at: now + expires_in,
-        generation: 0,
-        current_hash: [sid.as_bytes()[1]; 32],
-        created_at: now - age,
-    };
-    for record in [
-        session("a1", "alice", 5_000, 60_000),
-        session("a2", "Alice", 4_000, 60_000), // the same account
-        session("a3", "alice", 3_000, 60_000),
-        session("a4", "alice", 2_000, 60_000),
-        session("a5", "alice", 1_000, 60_000),
-        session("a6", "alice", 6_000, -1), // expired: not live, not counted
-        session("b1", "bob", 9_000, 60_000),
-    ] {
-        store.create_session(record).await.unwrap();
+    async fn revocations_are_remembered(store) {
+        let now = now_millis();
+        assert!(!store.is_revoked("j1", "s1").await.unwrap());
+        store
+            .revoke(&Revoked::Token("j1".into()), now + 60_000, now)
+            .await
+            .unwrap();
+        assert!(store.is_revoked("j1", "s1").await.unwrap());
+        assert!(!store.is_revoked("j2", "s1").await.unwrap());
+        // Revoking twice is harmless; a session revocation covers every jti of the session.
+        store
+            .revoke(&Revoked::Token("j1".into()), now + 60_000, now)
+            .await
+            .unwrap();
+        store
+            .revoke(&Revoked::Session("s9".into()), now + 60_000, now)
+            .await
+            .unwrap();
+        assert!(store.is_revoked("any", "s9").await.unwrap());
+        // The feed reports what was revoked after a point in time, and only that.
+        let mut feed = store.revocations_since(now - 1).await.unwrap();
+        feed.sort_by_key(|r| r.key());
+        assert_eq!(
+            feed,
+            vec![Revoked::Token("j1".into()), Revoked::Session("s9".into())]
+        );
+        assert!(store.revocations_since(now + 1).await.unwrap().is_empty());
     }
-    store.revoke_session("a4", now + 60_000, now).await.unwrap(); // revoked: not counted
-    let mut evicted = store
-        .revoke_sessions_beyond("alice", 2, now + 60_000, now)
-        .await
-        .unwrap();
-    evicted.sort();
-    assert_eq!(
-        evicted,
-        ["a1", "a2"],
-        "the oldest live ones beyond the newest two"
-    );
-    for sid in ["a1", "a2"] {
-        assert!(store.is_revoked("any", sid).await.unwrap(), "{sid}");
-        let presented = [sid.as_bytes()[1]; 32];
-        let rotate = Rotation {
-            sid: sid.into(),
-            generation: 0,
-            presented,
-            next: [9; 32],
-            next_expires_at: now + 60_000,
+
+    async fn refresh_tokens_rotate_and_reuse_is_detected(store) {
+        start_session(&store, "s1", 1).await;
+        let now = now_millis();
+        let rotated = RefreshOutcome::Rotated {
+            username: "alice".into(),
         };
         assert_eq!(
-            store.rotate_refresh(&rotate, now).await.unwrap(),
+            store
+                .rotate_refresh(&rotation("s1", 0, 1, 2), now)
+                .await
+                .unwrap(),
+            rotated
+        );
+        // The successor works; the spent generation is reuse.
+        assert_eq!(
+            store
+                .rotate_refresh(&rotation("s1", 1, 2, 3), now)
+                .await
+                .unwrap(),
+            rotated
+        );
+        assert_eq!(
+            store
+                .rotate_refresh(&rotation("s1", 0, 1, 4), now)
+                .await
+                .unwrap(),
+            RefreshOutcome::Reused {
+                username: "alice".into()
+            }
+        );
+        // Current generation with the wrong hash, a future generation, an unknown session: invalid.
+        for bad in [
+            rotation("s1", 2, 9, 5),
+            rotation("s1", 7, 3, 5),
+            rotation("nope", 0, 1, 5),
+        ] {
+            assert_eq!(
+                store.rotate_refresh(&bad, now).await.unwrap(),
+                RefreshOutcome::Invalid,
+                "{bad:?}"
+            );
+        }
+        // Expired sessions are invalid, whatever any purge has done.
+        start_session(&store, "s2", 6).await;
+        assert_eq!(
+            store
+                .rotate_refresh(&rotation("s2", 0, 6, 7), now + 120_000)
+                .await
+                .unwrap(),
             RefreshOutcome::Invalid
         );
     }
-    for sid in ["a3", "a5", "b1"] {
-        assert!(!store.is_revoked("any", sid).await.unwrap(), "{sid}");
+
+    async fn revoked_sessions_stop_refreshing(store) {
+        start_session(&store, "s1", 1).await;
+        start_session(&store, "s2", 2).await;
+        let now = now_millis();
+        store.revoke_session("s1", now + 60_000, now).await.unwrap();
+        assert!(store.is_revoked("anything", "s1").await.unwrap());
+        assert_eq!(
+            store
+                .rotate_refresh(&rotation("s1", 0, 1, 3), now)
+                .await
+                .unwrap(),
+            RefreshOutcome::Invalid
+        );
+        let sids = store
+            .revoke_user_sessions("ALICE", now + 60_000, now)
+            .await
+            .unwrap();
+        assert_eq!(sids, vec!["s2".to_string()], "s1 was already revoked");
+        assert_eq!(
+            store
+                .rotate_refresh(&rotation("s2", 0, 2, 4), now)
+                .await
+                .unwrap(),
+            RefreshOutcome::Invalid
+        );
+        assert!(store.is_revoked("x", "s2").await.unwrap());
     }
-    assert!(store
-        .revoke_sessions_beyond("alice", 2, now + 60_000, now)
-        .await
-        .unwrap()
-        .is_empty());
+
+    async fn concurrent_rotations_yield_one_winner(store) {
+        start_session(&store, "s1", 1).await;
+        let attempts = (0..16u8).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .rotate_refresh(&rotation("s1", 0, 1, 100 + i), now_millis())
+                    .await
+            })
+        });
+        let mut rotated = 0;
+        for attempt in futures_util::future::join_all(attempts).await {
+            match attempt.unwrap().unwrap() {
+                RefreshOutcome::Rotated { .. } => rotated += 1,
+                RefreshOutcome::Reused { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(rotated, 1);
+    }
+
+    async fn sessions_beyond_the_cap_are_revoked_oldest_first(store) {
+        let now = now_millis();
+        let session = |sid: &str, user: &str, age: i64, expires_in: i64| SessionRecord {
+            sid: sid.into(),
+            username: user.into(),
+            expires_at: now + expires_in,
+            generation: 0,
+            current_hash: [sid.as_bytes()[1]; 32],
+            created_at: now - age,
+        };
+        for record in [
+            session("a1", "alice", 5_000, 60_000),
+            session("a2", "Alice", 4_000, 60_000), // the same account
+            session("a3", "alice", 3_000, 60_000),
+            session("a4", "alice", 2_000, 60_000),
+            session("a5", "alice", 1_000, 60_000),
+            session("a6", "alice", 6_000, -1), // expired: not live, not counted
+            session("b1", "bob", 9_000, 60_000),
+        ] {
+            store.create_session(record).await.unwrap();
+        }
+        store.revoke_session("a4", now + 60_000, now).await.unwrap(); // revoked: not counted
+        let mut evicted = store
+            .revoke_sessions_beyond("alice", 2, now + 60_000, now)
+            .await
+            .unwrap();
+        evicted.sort();
+        assert_eq!(
+            evicted,
+            ["a1", "a2"],
+            "the oldest live ones beyond the newest two"
+        );
+        for sid in ["a1", "a2"] {
+            assert!(store.is_revoked("any", sid).await.unwrap(), "{sid}");
+            let presented = [sid.as_bytes()[1]; 32];
+            let rotate = Rotation {
+                sid: sid.into(),
+                generation: 0,
+                presented,
+                next: [9; 32],
+                next_expires_at: now + 60_000,
+            };
+            assert_eq!(
+                store.rotate_refresh(&rotate, now).await.unwrap(),
+                RefreshOutcome::Invalid
+            );
+        }
+        for sid in ["a3", "a5", "b1"] {
+            assert!(!store.is_revoked("any", sid).await.unwrap(), "{sid}");
+        }
+        assert!(store
+            .revoke_sessions_beyond("alice", 2, now + 60_000, now)
+            .await
+            .unwrap()
+            .is_empty());
+    }
 }

@@ -1,4 +1,5 @@
-//! One WebSocket after its 101: PENDING until a valid `auth` frame, then a chat session, then a clean close.
+//! One WebSocket after its 101: PENDING until a valid `auth` frame, then a chat session, then a clean
+//! close (`close`). Every data frame leaves through `writer`.
 //!
 //! One task owns the socket and drives everything with one `select!`: frames from the client, the
 //! broadcast feed, revocation, token expiry, heartbeat and shutdown. No second task, no per-socket
@@ -7,10 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod close;
+mod writer;
+
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use tokio::time::{sleep_until, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
@@ -22,21 +26,16 @@ use crate::protocol::{ClientFrame, CloseReason, ServerFrame, MAX_MESSAGE_CHARS};
 use crate::ratelimit::{ControlBudget, MessageLimiter, MessageVerdict};
 use crate::realtime::ConnId;
 use crate::state::App;
+pub(crate) use writer::encode_frame;
+use writer::{write_frames, WriteFailed, OPCODE_PING, OPCODE_TEXT};
 
 /// Broadcast frames written per flush at most: pending frames leave in one write, but one busy
 /// socket cannot starve its own reads for long.
 const WRITE_BATCH: usize = 64;
-/// How long a closing socket waits for each step of the close handshake.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
-/// Bytes a closing socket will read and discard while lingering.
-const CLOSE_DRAIN_LIMIT: usize = 1 << 20;
-/// Frames a closing socket will read while waiting for the close echo: a peer that floods instead
-/// of answering gets no more of the server's time than one that never answers.
-const CLOSE_FRAME_LIMIT: usize = 64;
 
 /// How a socket's life ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
+pub(crate) enum Ending {
     /// The peer closed or vanished: echo its close frame, if any, then close TCP.
     ByPeer,
     /// The server closes: its close frame, the peer's echo (briefly), then TCP.
@@ -98,7 +97,7 @@ where
         ),
         Ending::ByPeer => tracing::debug!("socket closed by peer"),
     }
-    close(&mut ws, ending).await;
+    close::close(&mut ws, ending).await;
 }
 
 /// Holds the socket's hub membership; leaving happens in `Drop`, so every exit path announces `left`.
@@ -143,7 +142,7 @@ async fn await_auth<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let deadline = Instant::now() + app.settings.auth_timeout;
+    let deadline = Instant::now() + app.settings.auth.auth_timeout;
     loop {
         let frame = tokio::select! {
             biased;
@@ -220,37 +219,16 @@ impl Timers {
     }
 }
 
-/// Why the write side gave up.
-enum WriteFailed {
-    /// The peer cannot keep up: it fell too far behind the broadcast, or a write did not complete
-    /// within the write timeout. Nothing is half-written: a close frame may follow.
-    Slow,
-    /// A write stalled part-way through a frame and could not be finished.
-    Cut,
-    /// The connection is broken.
-    Broken,
-}
-
-impl From<WriteFailed> for Ending {
-    fn from(failed: WriteFailed) -> Self {
-        match failed {
-            WriteFailed::Slow => Ending::Close(CloseReason::SlowConsumer),
-            WriteFailed::Cut => Ending::Cut(CloseReason::SlowConsumer),
-            WriteFailed::Broken => Ending::ByPeer,
-        }
-    }
-}
-
 impl<'a> Session<'a> {
     fn new(app: &'a App, conn: ConnId, claims: Claims, control: ControlBudget) -> Self {
         Self {
             app,
             conn,
             claims,
-            limiter: MessageLimiter::new(app.settings.rate.messages_per_sec),
+            limiter: MessageLimiter::new(app.settings.limits.messages_per_sec.get()),
             control,
             last_heard: Instant::now(),
-            write_timeout: app.settings.write_timeout,
+            write_timeout: app.settings.limits.write_timeout,
         }
     }
 
@@ -262,7 +240,8 @@ impl<'a> Session<'a> {
 
     /// When to warn with `token_expiring`: the configured lead time before `exp` (not before now).
     fn warning_time(&self) -> Instant {
-        let warn_ms = self.claims.exp * 1000 - self.app.settings.token_expiring.as_millis() as i64;
+        let warn_ms =
+            self.claims.exp * 1000 - self.app.settings.auth.token_expiring.as_millis() as i64;
         Instant::now() + Duration::from_millis(warn_ms.saturating_sub(now_millis()).max(0) as u64)
     }
 
@@ -286,12 +265,14 @@ impl<'a> Session<'a> {
             users,
         }
         .to_json();
-        if let Err(failed) = self.write(ws, hello).await {
+        // Boxed, like every write of this loop: a write's future (its timers and buffers) would
+        // otherwise be part of every idle socket's resident state.
+        if let Err(failed) = Box::pin(self.write(ws, hello)).await {
             return failed.into();
         }
         // One timer for every deadline of the socket (next ping, token warning, token expiry): one
         // timer entry per socket instead of three, and less state in every idle socket's future.
-        let beat = self.app.settings.heartbeat;
+        let beat = self.app.settings.limits.heartbeat;
         let mut timers = Timers {
             ping_at: Instant::now() + beat,
             warn_at: Some(self.warning_time()),
@@ -316,7 +297,7 @@ impl<'a> Session<'a> {
                         timers.warn_at = None;
                         let expires_in = (self.claims.exp - crate::clock::unix_now()).max(0);
                         let frame = ServerFrame::TokenExpiring { expires_in };
-                        if let Err(failed) = self.write(ws, frame.to_json()).await {
+                        if let Err(failed) = Box::pin(self.write(ws, frame.to_json())).await {
                             return failed.into();
                         }
                     }
@@ -327,7 +308,7 @@ impl<'a> Session<'a> {
                         timers.ping_at = now + beat;
                         let mut ping = Vec::with_capacity(2);
                         encode_frame(&mut ping, OPCODE_PING, &[]);
-                        if let Err(failed) = self.write_raw(ws, ping).await {
+                        if let Err(failed) = Box::pin(self.write_raw(ws, ping)).await {
                             return failed.into();
                         }
                     }
@@ -510,244 +491,5 @@ impl<'a> Session<'a> {
             Err(_) => return Err(WriteFailed::Slow),
         }
         write_frames(ws.get_mut(), &out, deadline).await
-    }
-}
-
-/// Writes `out` (whole frames) by `deadline`. When the deadline passes with part of `out` written,
-/// the peer holds the start of a frame whose rest it has not got: anything else written now would
-/// be read as that frame's payload. So the rest gets one more bounded chance (`CLOSE_LINGER`), and
-/// if that fails too, the connection must be cut without another byte.
-async fn write_frames<W>(io: &mut W, out: &[u8], deadline: Instant) -> Result<(), WriteFailed>
-where
-    W: AsyncWrite + Unpin,
-{
-    let mut written = 0;
-    let all = async {
-        while written < out.len() {
-            match io.write(&out[written..]).await? {
-                0 => return Err(std::io::ErrorKind::WriteZero.into()),
-                n => written += n,
-            }
-        }
-        io.flush().await
-    };
-    match timeout_at(deadline, all).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(WriteFailed::Broken),
-        // Nothing of it left: the peer is between frames, and a close frame may follow.
-        Err(_) if written == 0 => Err(WriteFailed::Slow),
-        Err(_) => match timeout(CLOSE_LINGER, io.write_all(&out[written..])).await {
-            Ok(Ok(())) => Err(WriteFailed::Slow),
-            Ok(Err(_)) => Err(WriteFailed::Broken),
-            Err(_) => Err(WriteFailed::Cut),
-        },
-    }
-}
-
-const OPCODE_TEXT: u8 = 0x1;
-const OPCODE_PING: u8 = 0x9;
-
-/// Appends one unmasked, final server frame (RFC 6455 section 5.2).
-pub(crate) fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(payload);
-}
-
-/// Ends the close handshake and the connection (RFC 6455 section 7.1.1: the server closes TCP first).
-///
-/// Peer-initiated: echo its close frame and close at once. Server-initiated: send our close frame,
-/// wait (briefly) for the peer's echo, then close. While waiting, input is read, not left unread:
-/// closing a TCP socket with unread input makes the kernel answer with RST, which can destroy our
-/// close frame before the peer reads it (the 1009 case: the rest of the oversized frame is still
-/// unread). Cut: nothing more is written, not even tungstenite's queue.
-async fn close<S>(ws: &mut WebSocketStream<S>, ending: Ending)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    match ending {
-        // tungstenite has queued the echo of the peer's close; `close` would try to start a second
-        // handshake and fail without sending it.
-        Ending::ByPeer => {
-            let _ = timeout(CLOSE_LINGER, ws.flush()).await;
-        }
-        Ending::Close(reason) => {
-            let _ = timeout(CLOSE_LINGER, ws.close(Some(reason.frame()))).await;
-            let _ = timeout(CLOSE_LINGER, await_close_echo(ws)).await;
-        }
-        Ending::Cut(_) => {}
-    }
-    let _ = timeout(CLOSE_LINGER, ws.get_mut().shutdown()).await;
-}
-
-/// Reads until the peer echoes our close frame or goes away. Input that no longer parses as
-/// frames (what follows an oversized frame) is read and discarded, up to a limit.
-async fn await_close_echo<S>(ws: &mut WebSocketStream<S>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    for _ in 0..CLOSE_FRAME_LIMIT {
-        match ws.next().await {
-            None | Some(Ok(Message::Close(_))) => return,
-            Some(Ok(_)) => continue,
-            Some(Err(_)) => break,
-        }
-    }
-    // On the heap: a buffer declared here would be part of every socket's future for its whole
-    // life, not just while closing.
-    let mut buf = vec![0u8; 4096];
-    let mut total = 0;
-    while total < CLOSE_DRAIN_LIMIT {
-        match ws.get_mut().read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => total += n,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::AsyncReadExt;
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
-
-    /// Parses one frame header with tungstenite (the reference decoder): header and payload length.
-    fn decode(bytes: &[u8]) -> (FrameHeader, u64, usize) {
-        let mut cursor = std::io::Cursor::new(bytes);
-        let (header, len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
-        (header, len, cursor.position() as usize)
-    }
-
-    #[test]
-    fn frames_carry_7_16_and_64_bit_lengths() {
-        for (len, head_len) in [
-            (0, 2),
-            (125, 2),
-            (126, 4),
-            (65_535, 4),
-            (65_536, 10),
-            (70_000, 10),
-        ] {
-            let payload = vec![b'a'; len];
-            let mut out = Vec::new();
-            encode_frame(&mut out, OPCODE_TEXT, &payload);
-            let (header, decoded_len, used) = decode(&out);
-            assert!(
-                header.is_final && !header.rsv1 && header.mask.is_none(),
-                "{len}"
-            );
-            assert_eq!(header.opcode, OpCode::Data(Data::Text));
-            assert_eq!((decoded_len as usize, used), (len, head_len), "{len}");
-            assert_eq!(&out[used..], &payload[..]);
-        }
-        let mut ping = Vec::new();
-        encode_frame(&mut ping, OPCODE_PING, &[]);
-        assert_eq!(ping, [0x89, 0x00]);
-    }
-
-    #[test]
-    fn close_frames_carry_code_and_reason() {
-        for reason in [
-            CloseReason::ProtocolError,
-            CloseReason::InvalidUtf8,
-            CloseReason::SlowConsumer,
-            CloseReason::RateLimited,
-        ] {
-            let frame = reason.frame();
-            assert_eq!(u16::from(frame.code), reason.code());
-            assert_eq!(frame.reason.as_str(), reason.name());
-        }
-        assert_eq!(
-            (
-                CloseReason::ProtocolError.code(),
-                CloseReason::InvalidUtf8.code()
-            ),
-            (1002, 1007)
-        );
-    }
-
-    /// A pipe whose reader takes `capacity` bytes before the writer blocks.
-    fn pipe(capacity: usize) -> (tokio::io::DuplexStream, tokio::io::DuplexStream) {
-        tokio::io::duplex(capacity)
-    }
-
-    fn frames(n: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        for _ in 0..n {
-            encode_frame(&mut out, OPCODE_TEXT, &[b'x'; 40]);
-        }
-        out
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_write_stalled_between_frames_is_slow_and_a_close_may_follow() {
-        let (mut writer, _reader) = pipe(16);
-        writer.write_all(&[0; 16]).await.unwrap(); // the peer's buffer is already full
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let result = write_frames(&mut writer, &frames(2), deadline).await;
-        assert!(matches!(result, Err(WriteFailed::Slow)));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_write_stalled_mid_frame_is_cut_and_writes_nothing_more() {
-        let (mut writer, mut reader) = pipe(16);
-        let out = frames(3);
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let result = write_frames(&mut writer, &out, deadline).await;
-        assert!(matches!(result, Err(WriteFailed::Cut)));
-        drop(writer);
-        let mut seen = Vec::new();
-        reader.read_to_end(&mut seen).await.unwrap();
-        assert_eq!(
-            seen,
-            out[..16],
-            "only the start of the first frame, nothing after it"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_write_stalled_mid_frame_is_finished_when_the_peer_reads_again() {
-        let (mut writer, mut reader) = pipe(16);
-        let out = frames(3);
-        let reading = tokio::spawn(async move {
-            // Resumes reading after the write deadline, within the linger.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            let mut seen = Vec::new();
-            reader.read_to_end(&mut seen).await.unwrap();
-            seen
-        });
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let result = write_frames(&mut writer, &out, deadline).await;
-        assert!(
-            matches!(result, Err(WriteFailed::Slow)),
-            "finished, then closed as slow"
-        );
-        drop(writer);
-        assert_eq!(reading.await.unwrap(), out, "every frame whole");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_write_within_the_deadline_is_whole() {
-        let (mut writer, mut reader) = pipe(1 << 16);
-        let out = frames(10);
-        write_frames(&mut writer, &out, Instant::now() + Duration::from_secs(1))
-            .await
-            .ok()
-            .expect("written");
-        drop(writer);
-        let mut seen = Vec::new();
-        reader.read_to_end(&mut seen).await.unwrap();
-        assert_eq!(seen, out);
     }
 }

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use wsgate::state::App;
 use wsgate::store::{MemoryStore, MongoStore, Store};
 use wsgate::{Application, Settings};
-use wsgate_testkit::Gateway;
+use wsgate_testkit::{Gateway, Socket, User};
 
 /// A 32-byte test secret.
 pub const SECRET: &str = "test-secret-test-secret-test-secret!";
@@ -99,6 +99,18 @@ pub async fn spawn_app_with_store(extra: &[&str], store: Arc<dyn Store>) -> Test
         stop: Some(stop),
         handle,
     }
+}
+
+/// Two new users, alice and bob, each with an authenticated socket that sees the other's chat and
+/// presence.
+pub async fn chatting_pair(gw: &Gateway) -> (User, User, Socket, Socket) {
+    let alice = gw.new_user("alice").await.unwrap();
+    let bob = gw.new_user("bob").await.unwrap();
+    let (mut a, _) = gw.connect(&alice).await.unwrap();
+    let (mut b, _) = gw.connect(&bob).await.unwrap();
+    a.focus(&[&alice.name, &bob.name]);
+    b.focus(&[&alice.name, &bob.name]);
+    (alice, bob, a, b)
 }
 
 /// Whether the MongoDB tests must run (set by `scripts/test.sh`): then a missing server is a failure,

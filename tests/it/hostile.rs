@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use wsgate_testkit::User;
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{chatting_pair, spawn_app, TestApp};
 use crate::raw::{Frame, RawSocket, Received, CLOSE, PING, TEXT};
 
 /// A socket upgraded with a fresh ticket of `user`; authenticated when `auth`.
@@ -122,12 +122,7 @@ async fn protocol_violations_are_closed_with_1002_and_bad_text_with_1007() {
 async fn a_ping_flood_is_closed_within_a_second_and_chat_goes_on() {
     let server = spawn_app(&["--auth-timeout-ms", "10000"]).await;
     let gw = &server.gw;
-    let alice = gw.new_user("alice").await.unwrap();
-    let bob = gw.new_user("bob").await.unwrap();
-    let (mut a, _) = gw.connect(&alice).await.unwrap();
-    let (mut b, _) = gw.connect(&bob).await.unwrap();
-    a.focus(&[&alice.name, &bob.name]);
-    b.focus(&[&alice.name, &bob.name]);
+    let (_alice, _bob, mut a, mut b) = chatting_pair(gw).await;
     let flooder = gw.new_user("flooder").await.unwrap();
     // 10,000 pings in one burst, from a pending socket and from an authenticated one.
     let flood: Vec<u8> = (0..10_000)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use wsgate::store::{MongoStore, Store};
 use wsgate_testkit::{Gateway, Upgrade};
 
-use crate::helpers::{mongo_store, spawn_app_with_store, Secantus};
+use crate::helpers::{chatting_pair, mongo_store, spawn_app_with_store, Secantus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_users_tickets_and_revocations() {
@@ -73,12 +73,7 @@ async fn an_outage_fails_fast_keeps_sockets_chatting_and_recovers_by_itself() {
         .unwrap();
     let server = spawn_app_with_store(&["--ticket-ttl-secs", "60"], Arc::new(store)).await;
     let gw = &server.gw;
-    let alice = gw.new_user("alice").await.unwrap();
-    let bob = gw.new_user("bob").await.unwrap();
-    let (mut a, _) = gw.connect(&alice).await.unwrap();
-    let (mut b, _) = gw.connect(&bob).await.unwrap();
-    a.focus(&[&alice.name, &bob.name]);
-    b.focus(&[&alice.name, &bob.name]);
+    let (alice, _bob, mut a, mut b) = chatting_pair(gw).await;
     let spare_ticket = gw.ticket(&alice.token).await.unwrap();
 
     db.stop();
@@ -236,41 +231,22 @@ async fn a_refused_command_is_a_500_and_an_outage_is_a_503() {
     let alice = gw.new_user("alice").await.unwrap();
     let login = || gw.login(&alice.name, wsgate_testkit::PASSWORD);
 
-    // BadValue (2) on the user lookup: the database refused, it is not down.
-    fail_point(
-        &db.uri(),
-        "alwaysOn",
-        doc! {"failCommands": ["find"], "errorCode": 2},
-    )
-    .await;
-    login()
-        .await
-        .unwrap()
-        .expect_error(500, "internal")
-        .unwrap();
-    // ShutdownInProgress (91) and a dropped connection are outages.
-    fail_point(
-        &db.uri(),
-        "alwaysOn",
-        doc! {"failCommands": ["find"], "errorCode": 91},
-    )
-    .await;
-    login()
-        .await
-        .unwrap()
-        .expect_error(503, "store_unavailable")
-        .unwrap();
-    fail_point(
-        &db.uri(),
-        "alwaysOn",
-        doc! {"failCommands": ["find"], "closeConnection": true},
-    )
-    .await;
-    login()
-        .await
-        .unwrap()
-        .expect_error(503, "store_unavailable")
-        .unwrap();
+    // BadValue (2) on the user lookup: the database refused, it is not down. ShutdownInProgress
+    // (91) and a dropped connection are outages.
+    for (failure, status, code) in [
+        (doc! {"errorCode": 2}, 500, "internal"),
+        (doc! {"errorCode": 91}, 503, "store_unavailable"),
+        (doc! {"closeConnection": true}, 503, "store_unavailable"),
+    ] {
+        let mut data = doc! {"failCommands": ["find"]};
+        data.extend(failure.clone());
+        fail_point(&db.uri(), "alwaysOn", data).await;
+        login()
+            .await
+            .unwrap()
+            .expect_error(status, code)
+            .unwrap_or_else(|e| panic!("{failure}: {e}"));
+    }
     // Told apart in the metrics too: one refusal, the rest outages.
     let metrics = server.app.metrics().encode();
     assert!(

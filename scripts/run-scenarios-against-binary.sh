@@ -24,7 +24,11 @@ addr=$WSGATE_HOSTPORT
 status=0
 scripts/scenarios.sh --url "http://$addr" --auth-timeout-ms 1000 --jwt-leeway-secs 0 --max-wait-secs 30 || status=$?
 
-kill -TERM "$pid"
+if ! kill -TERM "$pid" 2>/dev/null; then
+  echo "FAIL wsgate exited during the run; its log:"
+  cat "$log"
+  status=1
+fi
 for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$pid" 2>/dev/null; then echo "FAIL wsgate still running 8 s after SIGTERM"; status=1; fi
 

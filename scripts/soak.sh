@@ -71,6 +71,11 @@ printf '%8s %10s %6s %8s %8s %12s %12s\n' elapsed_s rss_kib fds pending authed u
 started=$(date +%s)
 while :; do
   elapsed=$(($(date +%s) - started))
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "soak.sh: wsgate exited during the soak; its log:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
   rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status")
   fds=$(find "/proc/$server_pid/fd" -mindepth 1 -maxdepth 1 | wc -l)
   scrape=$(curl -s --max-time 5 "$url/metrics" || true)

@@ -122,6 +122,7 @@ pub async fn start(app: &App, username: &str) -> Result<TokenPair, SessionError>
         .revoke_sessions_beyond(
             username,
             app.settings.auth.max_sessions_per_user,
+            &sid,
             access_until(app, now),
             now,
         )

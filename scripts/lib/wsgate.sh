@@ -4,7 +4,7 @@
 #   WSGATE_RATE_LIMITS_OFF       the environment (VAR=VALUE words) that switches every rate limit off
 #   wsgate_start BIN LOG [VAR=VALUE…]
 #                                starts BIN on 127.0.0.1 and a free port with the embedded store and
-#                                the given environment, its output in LOG, and returns once it
+#                                only the given WSGATE_* environment (the caller's are dropped), its output in LOG, and returns once it
 #                                answers /api/health with 200; sets WSGATE_PID and WSGATE_HOSTPORT.
 #                                The address comes from the server (--addr-file), not from its log.
 #                                WSGATE_LAUNCH (an array, e.g. (taskset -c 0)) prefixes the command.
@@ -38,7 +38,12 @@ wsgate_start() {
   (
     # As many descriptors as this machine allows a process (the hard limit).
     ulimit -n "$(ulimit -Hn)"
-    exec env -u WSGATE_MONGODB_URI NO_COLOR=1 WSGATE_ADDR=127.0.0.1:0 \
+    # Only the settings given here: a WSGATE_* variable of the caller's shell (a MongoDB URI, trusted
+    # proxies…) must not change what runs.
+    for var in $(compgen -e); do
+      case "$var" in WSGATE_*) unset "$var" ;; esac
+    done
+    exec env NO_COLOR=1 WSGATE_ADDR=127.0.0.1:0 \
       WSGATE_ADDR_FILE="$addr_file" "$@" "${WSGATE_LAUNCH[@]}" "$bin"
   ) >"$log" 2>&1 </dev/null &
   WSGATE_PID=$!

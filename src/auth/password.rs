@@ -86,16 +86,21 @@ impl PasswordHasher {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let _queued = Held::new(&self.queue);
+        let queued = Held::new(&self.queue);
         // A bounded wait: under a login flood, refuse quickly (503, Retry-After) instead of holding
         // every connection in an ever longer queue.
-        let _permit = tokio::time::timeout(QUEUE_TIMEOUT, self.permits.acquire())
+        let permit = tokio::time::timeout(QUEUE_TIMEOUT, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| PasswordError::Busy)?
             .map_err(|e| PasswordError::Hashing(e.to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| PasswordError::Hashing(e.to_string()))
+        // The permit and the queue count go with the hash: a client that disconnects drops this
+        // future, but the blocking task runs to the end, and must keep holding its core's permit.
+        tokio::task::spawn_blocking(move || {
+            let _held = (permit, queued);
+            work()
+        })
+        .await
+        .map_err(|e| PasswordError::Hashing(e.to_string()))
     }
 }
 

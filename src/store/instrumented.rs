@@ -129,13 +129,14 @@ impl Store for InstrumentedStore {
         &self,
         username: &str,
         keep: usize,
+        spare: &str,
         access_until: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<String>, StoreError> {
         measured!(
             self,
             "revoke_sessions_beyond",
-            revoke_sessions_beyond(username, keep, access_until, now)
+            revoke_sessions_beyond(username, keep, spare, access_until, now)
         )
     }
 

@@ -257,6 +257,7 @@ impl Store for MemoryStore {
         &self,
         username: &str,
         keep: usize,
+        spare: &str,
         access_until: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<String>, StoreError> {
@@ -265,14 +266,15 @@ impl Store for MemoryStore {
         let mut live: Vec<(UnixMillis, &String)> = state
             .sessions
             .iter()
-            .filter(|(_, s)| !s.revoked && s.expires_at > now)
+            .filter(|(sid, s)| *sid != spare && !s.revoked && s.expires_at > now)
             .filter(|(_, s)| UserRecord::key_of(&s.username) == key)
             .map(|(sid, s)| (s.created_at, sid))
             .collect();
         live.sort_unstable_by(|a, b| b.cmp(a));
+        // The spared session is not in `live`: it takes one of the `keep` places.
         let sids: Vec<String> = live
             .into_iter()
-            .skip(keep)
+            .skip(keep.saturating_sub(1))
             .map(|(_, sid)| sid.clone())
             .collect();
         state.revoke_sessions(&sids, access_until, now);

@@ -241,11 +241,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Revokes, as `revoke_session` does, every live (unrevoked, unexpired at `now`) session of
-    /// `username` but the `keep` newest (by `created_at`, then id); returns the ids it revoked.
+    /// `username` but `spare` and the `keep - 1` newest others (by `created_at`, then id); returns
+    /// the ids it revoked. `spare` is the session a login just created: whatever the clocks of
+    /// other instances wrote, it is never the one to go.
     async fn revoke_sessions_beyond(
         &self,
         username: &str,
         keep: usize,
+        spare: &str,
         access_until: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<String>, StoreError>;

@@ -532,11 +532,13 @@ impl Store for MongoStore {
         &self,
         username: &str,
         keep: usize,
+        spare: &str,
         access_until: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<String>, StoreError> {
         let filter = doc! {
             "username_key": UserRecord::key_of(username),
+            "_id": {"$ne": spare},
             "revoked": false,
             "expires_at": {"$gt": DateTime::from_millis(now)},
         };
@@ -545,7 +547,7 @@ impl Store for MongoStore {
                 self.sessions
                     .find(filter)
                     .sort(doc! {"created_at": -1, "_id": -1})
-                    .skip(keep as u64),
+                    .skip(keep.saturating_sub(1) as u64),
             )
             .await?;
         self.revoke_sessions(&beyond, access_until, now).await?;

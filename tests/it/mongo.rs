@@ -115,6 +115,13 @@ async fn an_outage_fails_fast_keeps_sockets_chatting_and_recovers_by_itself() {
         .unwrap();
     health.expect_error(503, "store_unavailable").unwrap();
 
+    // A refresh the store cannot check keeps the socket on its current token.
+    a.send_json(serde_json::json!({"type": "refresh", "token": alice.token}))
+        .await
+        .unwrap();
+    let refused = a.recv_type("error").await.unwrap();
+    assert_eq!(refused["code"], "store_unavailable", "{refused}");
+
     // Authenticated sockets do not need the store to chat.
     a.say("during the outage").await.unwrap();
     assert_eq!(

@@ -53,9 +53,13 @@ where
 {
     for _ in 0..CLOSE_FRAME_LIMIT {
         match ws.next().await {
-            None | Some(Ok(Message::Close(_))) => return,
+            Some(Ok(Message::Close(_))) => return,
             Some(Ok(_)) => continue,
-            Some(Err(_)) => break,
+            // `None` also when the stream ended on a read error (an oversized frame, a protocol
+            // violation): tokio-tungstenite then reads no more, but the connection still holds the
+            // rest of the offending input, which must be drained below, not left to cause a RST.
+            // At a real end of input the raw read returns 0 at once.
+            None | Some(Err(_)) => break,
         }
     }
     // On the heap: a buffer declared here would be part of every socket's future for its whole

@@ -400,7 +400,21 @@ impl<'a> Session<'a> {
                 }
             }
             Some(ClientFrame::Refresh { token }) => {
-                let claims = check_token(self.app, &token, &self.claims.sub).await?;
+                let claims = match check_token(self.app, &token, &self.claims.sub).await {
+                    Ok(claims) => claims,
+                    // The store could not check the new token; the current one is still good,
+                    // so the socket stays, and the client may try again.
+                    Err(CloseReason::StoreUnavailable | CloseReason::Internal) => {
+                        return self
+                            .reply_error(
+                                ws,
+                                "store_unavailable",
+                                "could not check the token, retry",
+                            )
+                            .await
+                    }
+                    Err(reason) => return Err(reason.into()),
+                };
                 self.app
                     .hub
                     .set_token(self.conn, claims.jti.clone(), claims.sid.clone());

@@ -3,8 +3,10 @@
 # under node's test runner (client-tests/), against the real wsgate binary, plus unit tests of
 # client/wsgate.js. Runs on a fresh Debian machine as root with only the Rust toolchain and Node/npm:
 # installs Chromium from Debian if it is missing (never a browser download of a test tool's own),
-# installs the pinned npm packages, builds the binary. Idempotent; prints only the test report unless
-# a step fails. Screenshots and the server log land in target/browser/.
+# installs the pinned npm packages (playwright-core; React and esbuild for the React page, which
+# react.test.js builds into target/browser/react-app/ before serving it), builds the binary.
+# Idempotent; prints only the test report unless a step fails. Screenshots, the server logs and the
+# built React page land in target/browser/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,4 +52,5 @@ trap 'scripts/secantus.sh stop "$mongo_pid"; rm -f "$log"' EXIT
 
 export WSGATE_BIN="$PWD/target/debug/wsgate"
 node --test --test-reporter=spec --test-concurrency=1 --test-timeout=120000 \
-  client-tests/tests/wsgate-module.test.js client-tests/tests/chat.test.js client-tests/tests/refresh.test.js
+  client-tests/tests/wsgate-module.test.js client-tests/tests/chat.test.js client-tests/tests/refresh.test.js \
+  client-tests/tests/rooms.test.js client-tests/tests/react.test.js

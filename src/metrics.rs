@@ -79,6 +79,12 @@ pub struct Metrics {
     pub bcrypt_queue: Gauge,
     /// HTTP requests being handled (upgrades until their 101).
     pub http_in_flight: Gauge,
+    /// History entries written to the store.
+    pub history_written: Counter,
+    /// History entries waiting for the writer (the store is slow or down).
+    pub history_pending: Gauge,
+    /// History entries lost: the buffer was full, or the store refused them.
+    pub history_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -114,8 +120,26 @@ impl Metrics {
             store_errors: Family::default(),
             bcrypt_queue: Gauge::default(),
             http_in_flight: Gauge::default(),
+            history_written: Counter::default(),
+            history_pending: Gauge::default(),
+            history_dropped: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "history_written",
+            "History entries written to the store",
+            metrics.history_written.clone(),
+        );
+        registry.register(
+            "history_pending",
+            "History entries waiting for the writer (the store is slow or down)",
+            metrics.history_pending.clone(),
+        );
+        registry.register(
+            "history_dropped",
+            "History entries lost: the buffer was full (WSGATE_HISTORY_BUFFER) or the store refused them",
+            metrics.history_dropped.clone(),
+        );
         registry.register(
             "upgrades",
             "WebSocket upgrade requests by outcome: accepted, or the refusal's error code",

@@ -167,22 +167,38 @@ proptest! {
     fn any_json_as_a_client_frame_parses_only_with_its_fields(value in json_value()) {
         let text = value.to_string();
         match ClientFrame::from_json(&text) {
-            Ok(ClientFrame::Auth { token } | ClientFrame::Refresh { token }) => {
+            Ok(ClientFrame::Auth { token, .. } | ClientFrame::Refresh { token }) => {
                 prop_assert_eq!(value["token"].as_str(), Some(token.as_str()));
             }
-            Ok(ClientFrame::Message { text }) => {
+            Ok(ClientFrame::Message { text, room }) => {
                 prop_assert_eq!(value["type"].as_str(), Some("message"));
                 prop_assert_eq!(value["text"].as_str(), Some(text.as_str()));
+                prop_assert_eq!(value["room"].as_str(), room.as_deref());
+            }
+            Ok(ClientFrame::Direct { to, text }) => {
+                prop_assert_eq!(value["to"].as_str(), Some(to.as_str()));
+                prop_assert_eq!(value["text"].as_str(), Some(text.as_str()));
+            }
+            Ok(
+                ClientFrame::Subscribe { room, .. }
+                | ClientFrame::Unsubscribe { room }
+                | ClientFrame::Typing { room },
+            ) => {
+                prop_assert_eq!(value["room"].as_str(), Some(room.as_str()));
             }
             Err(_) => {}
         }
     }
 
     #[test]
-    fn client_frames_round_trip(kind in 0u8..3, payload in ".{0,300}") {
+    fn client_frames_round_trip(kind in 0u8..7, payload in ".{0,300}") {
         let (value, expected) = match kind {
-            0 => (json!({"type": "auth", "token": payload}), ClientFrame::Auth { token: payload.clone() }),
-            1 => (json!({"type": "message", "text": payload}), ClientFrame::Message { text: payload.clone() }),
+            0 => (json!({"type": "auth", "token": payload}), ClientFrame::Auth { token: payload.clone(), since: None }),
+            1 => (json!({"type": "message", "text": payload}), ClientFrame::Message { room: None, text: payload.clone() }),
+            2 => (json!({"type": "message", "room": payload, "text": "t"}), ClientFrame::Message { room: Some(payload.clone()), text: "t".into() }),
+            3 => (json!({"type": "subscribe", "room": "r", "since": payload}), ClientFrame::Subscribe { room: "r".into(), since: Some(payload.clone()) }),
+            4 => (json!({"type": "typing", "room": payload}), ClientFrame::Typing { room: payload.clone() }),
+            5 => (json!({"type": "direct", "to": payload, "text": "t"}), ClientFrame::Direct { to: payload.clone(), text: "t".into() }),
             _ => (json!({"type": "refresh", "token": payload}), ClientFrame::Refresh { token: payload.clone() }),
         };
         let parsed = ClientFrame::from_json(&value.to_string()).unwrap();
@@ -191,9 +207,9 @@ proptest! {
 
     #[test]
     fn server_frames_encode_what_they_hold(id in "[A-Za-z0-9_-]{1,20}", from in "[A-Za-z0-9_]{3,32}", text in ".{1,200}", ts in any::<i64>()) {
-        let json = crate::protocol::ServerFrame::Message { id: &id, from: &from, text: &text, ts }.to_json();
+        let json = crate::protocol::ServerFrame::Message { room: "lobby", id: &id, from: &from, text: &text, ts }.to_json();
         let decoded: Value = serde_json::from_str(&json).unwrap();
-        prop_assert_eq!(decoded, json!({"type": "message", "id": id, "from": from, "text": text, "ts": ts}));
+        prop_assert_eq!(decoded, json!({"type": "message", "room": "lobby", "id": id, "from": from, "text": text, "ts": ts}));
     }
 
     // ---- request bodies
@@ -222,7 +238,7 @@ proptest! {
         let read = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(crate::http::body::read_limited(stream));
+            .block_on(crate::http::body::read_limited(stream, crate::http::MAX_BODY_BYTES));
         if total as u64 > crate::http::MAX_BODY_BYTES {
             prop_assert_eq!(read.unwrap_err().code(), "payload_too_large");
         } else {
@@ -389,6 +405,13 @@ const CONFIG_FLAGS: &[&str] = &[
     "trusted-proxies",
     "request-timeout-ms",
     "max-connections-per-ip",
+    "max-rooms-per-socket",
+    "recovery-messages",
+    "recovery-secs",
+    "history-days",
+    "history-max-per-room",
+    "history-buffer",
+    "api-key",
     "metrics-addr",
     "addr-file",
     "client-dir",

@@ -17,9 +17,15 @@ pub enum ClientFrame {
     Auth {
         /// The access token.
         token: String,
+        /// Recover `lobby` (subscribed at authentication) from after this message id.
+        #[serde(default)]
+        since: Option<String>,
     },
-    /// A chat message for everyone.
+    /// A chat message to a room (`lobby` when `room` is absent, as in v1).
     Message {
+        /// The room.
+        #[serde(default)]
+        room: Option<String>,
         /// The text, 1 to 2000 characters.
         text: String,
     },
@@ -27,6 +33,31 @@ pub enum ClientFrame {
     Refresh {
         /// The new access token.
         token: String,
+    },
+    /// Subscribe to a room, recovering from after `since` when given.
+    Subscribe {
+        /// The room.
+        room: String,
+        /// The last message id of the room the client has.
+        #[serde(default)]
+        since: Option<String>,
+    },
+    /// Stop receiving a room.
+    Unsubscribe {
+        /// The room.
+        room: String,
+    },
+    /// "I am typing" to the other subscribers of a room.
+    Typing {
+        /// The room.
+        room: String,
+    },
+    /// A private message to one user (and the sender's own other sockets).
+    Direct {
+        /// The recipient.
+        to: String,
+        /// The text, 1 to 2000 characters.
+        text: String,
     },
 }
 
@@ -52,12 +83,17 @@ pub enum ServerFrame<'a> {
         user: &'a str,
         /// When the socket's token expires, Unix seconds.
         expires_at: i64,
-        /// Users online, sorted, unique, the socket's own included.
+        /// Presence of `lobby`: sorted, unique, the socket's own user included.
         users: Vec<String>,
+        /// Whether `lobby` was recovered from the `auth` frame's `since` (absent without one).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
     },
-    /// A chat message.
+    /// A chat message in a room.
     Message {
-        /// Unique message id.
+        /// The room.
+        room: &'a str,
+        /// Message id: increasing within the room.
         id: &'a str,
         /// Sender.
         from: &'a str,
@@ -66,13 +102,71 @@ pub enum ServerFrame<'a> {
         /// Server time of acceptance, Unix milliseconds.
         ts: i64,
     },
-    /// A user's first socket authenticated.
+    /// An event from the application's backend: to a room (stored, with an id) or to a user.
+    Event {
+        /// The room, for a publish.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// The user, for a send.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<&'a str>,
+        /// Message id, for a publish.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        /// The backend's JSON, as it sent it.
+        data: &'a serde_json::value::RawValue,
+        /// Server time of acceptance, Unix milliseconds.
+        ts: i64,
+    },
+    /// A private message.
+    Direct {
+        /// Message id: increasing within the conversation.
+        id: &'a str,
+        /// Sender.
+        from: &'a str,
+        /// Recipient.
+        to: &'a str,
+        /// Text.
+        text: &'a str,
+        /// Server time of acceptance, Unix milliseconds.
+        ts: i64,
+    },
+    /// A user's first socket subscribed to the room.
     Joined {
+        /// The room.
+        room: &'a str,
         /// Who.
         user: &'a str,
     },
-    /// A user's last socket closed.
+    /// A user's last socket subscribed to the room unsubscribed or closed.
     Left {
+        /// The room.
+        room: &'a str,
+        /// Who.
+        user: &'a str,
+    },
+    /// The socket is subscribed to the room.
+    Subscribed {
+        /// The room.
+        room: &'a str,
+        /// Presence of the room, sorted.
+        users: Vec<String>,
+        /// With `since`: whether every message after it follows (true) or the client must read
+        /// the history (false).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+    },
+    /// The socket no longer receives the room.
+    Unsubscribed {
+        /// The room.
+        room: &'a str,
+        /// `requested`, `removed` or `deleted`.
+        reason: &'a str,
+    },
+    /// Another user is typing in the room.
+    Typing {
+        /// The room.
+        room: &'a str,
         /// Who.
         user: &'a str,
     },
@@ -88,10 +182,16 @@ pub enum ServerFrame<'a> {
     },
     /// A request was refused; the socket stays open.
     Error {
-        /// `bad_request`, `too_long` or `rate_limited`.
+        /// `bad_request`, `too_long`, `rate_limited`, `unknown_room`, … (docs/protocol.md).
         code: &'a str,
         /// For humans.
         message: &'a str,
+        /// The room the refused request named.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// The user a refused `direct` was for.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<&'a str>,
     },
 }
 
@@ -136,6 +236,8 @@ pub enum CloseReason {
     InvalidUtf8,
     /// 1001: the server is shutting down.
     ServerShutdown,
+    /// 1012: the application's backend asked the client to reconnect (server API `disconnect`).
+    Reconnect,
 }
 
 impl CloseReason {
@@ -154,6 +256,7 @@ impl CloseReason {
             ProtocolError => 1002,
             InvalidUtf8 => 1007,
             ServerShutdown => 1001,
+            Reconnect => 1012,
         }
     }
 
@@ -176,6 +279,7 @@ impl CloseReason {
             ProtocolError => "protocol_error",
             InvalidUtf8 => "invalid_utf8",
             ServerShutdown => "server_shutdown",
+            Reconnect => "reconnect",
         }
     }
 
@@ -214,6 +318,7 @@ mod tests {
     #[test]
     fn server_frames_have_the_documented_shape() {
         let json = ServerFrame::Message {
+            room: "lobby",
             id: "a-1",
             from: "alice",
             text: "hi",
@@ -222,12 +327,13 @@ mod tests {
         .to_json();
         assert_eq!(
             json,
-            r#"{"type":"message","id":"a-1","from":"alice","text":"hi","ts":5}"#
+            r#"{"type":"message","room":"lobby","id":"a-1","from":"alice","text":"hi","ts":5}"#
         );
         let json = ServerFrame::AuthOk {
             user: "bob",
             expires_at: 9,
             users: vec!["bob".into()],
+            recovered: None,
         }
         .to_json();
         assert_eq!(

@@ -22,9 +22,10 @@ use crate::auth::password::PasswordError;
 use crate::auth::{PasswordHasher, RefreshCodec, TicketCodec, TokenKeys};
 use crate::config::Settings;
 use crate::edge::{ClientAddr, ConnSlot, PerIpCounts};
+use crate::history::History;
 use crate::metrics::{Held, Metrics};
 use crate::ratelimit::IpLimits;
-use crate::realtime::Hub;
+use crate::realtime::{Hub, HubConfig};
 use crate::state::App;
 use crate::store::{InstrumentedStore, MemoryStore, MongoStore, Store};
 
@@ -99,10 +100,18 @@ impl Application {
     /// server that listens but cannot serve.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let store: Arc<dyn Store> = match settings.mongodb() {
-            Some((uri, db, timeout)) => {
-                Arc::new(MongoStore::connect(uri.expose(), db, timeout).await?)
-            }
-            None => Arc::new(MemoryStore::new()),
+            Some((uri, db, timeout)) => Arc::new(
+                MongoStore::connect_with_retention(
+                    uri.expose(),
+                    db,
+                    timeout,
+                    settings.rooms.history_days,
+                )
+                .await?,
+            ),
+            None => Arc::new(MemoryStore::with_history_cap(
+                settings.rooms.history_max_per_room,
+            )),
         };
         Self::build_with_store(settings, store).await
     }
@@ -156,7 +165,18 @@ impl Application {
             refresh_tokens: RefreshCodec::new(&secret, previous),
             passwords: PasswordHasher::new(settings.auth.bcrypt_cost, metrics.bcrypt_queue.clone())
                 .await?,
-            hub: Hub::new(settings.limits.outbound_queue),
+            hub: Hub::new(HubConfig {
+                queue: settings.limits.outbound_queue,
+                recovery_messages: settings.rooms.recovery_messages,
+                recovery_age: settings.rooms.recovery_age,
+                max_rooms: settings.rooms.max_rooms_per_socket,
+            }),
+            history: History::new(
+                store.clone(),
+                metrics.clone(),
+                settings.rooms.history_buffer,
+                settings.rooms.history_days,
+            ),
             limits: IpLimits::new(&settings.limits),
             origins: crate::edge::Origins::resolve(&settings.net.allowed_origins.0, local_addr),
             ws_config: App::websocket_config(settings.limits.max_frame_bytes),
@@ -213,6 +233,8 @@ impl Application {
         app.tasks.spawn(maintenance(app.clone()));
         app.tasks
             .spawn(crate::sessions::follow_revocations(app.clone()));
+        app.tasks
+            .spawn(app.history.clone().run_writer(app.shutdown.clone()));
         // The filter tree is built once; each connection gets a cheap clone.
         let routes = crate::http::routes(app.clone());
         if let Some(metrics_listener) = metrics_listener {
@@ -389,7 +411,10 @@ async fn maintenance(app: Arc<App>) {
     loop {
         tokio::select! {
             _ = app.shutdown.cancelled() => return,
-            _ = limiters.tick() => app.limits.forget_idle(),
+            _ = limiters.tick() => {
+                app.limits.forget_idle();
+                app.hub.prune();
+            }
             _ = store.tick() => {
                 if let Err(err) = app.store.purge_expired(crate::clock::now_millis()).await {
                     tracing::debug!(%err, "purging expired records failed");

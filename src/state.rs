@@ -8,6 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{PasswordHasher, RefreshCodec, TicketCodec, TokenKeys};
 use crate::config::Settings;
+use crate::history::History;
 use crate::metrics::Metrics;
 use crate::ratelimit::IpLimits;
 use crate::realtime::Hub;
@@ -33,8 +34,10 @@ pub struct App {
     pub(crate) refresh_tokens: RefreshCodec,
     /// bcrypt, off the async workers.
     pub(crate) passwords: PasswordHasher,
-    /// Online sockets and broadcast.
+    /// Online sockets, rooms and delivery.
     pub(crate) hub: Hub,
+    /// History: the writer's buffer and reads.
+    pub(crate) history: History,
     /// Per-IP limits.
     pub(crate) limits: IpLimits,
     /// Origins allowed to upgrade and to change state.
@@ -65,6 +68,11 @@ impl App {
     /// The server's metrics (what `/metrics` serves).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The history (writer buffer and reads).
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// The store, instrumented.

@@ -7,7 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ARTIFACTS } from './server.js';
+import { API_KEY, ARTIFACTS } from './server.js';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -63,7 +63,23 @@ export class UserPage {
       user.dialogs.push(`${dialog.type()}: ${dialog.message()}`);
       dialog.dismiss().catch(() => {});
     });
-    page.on('websocket', (socket) => user.sockets.push(socket));
+    page.on('websocket', (socket) => {
+      user.sockets.push(socket);
+      socket.on('framesent', ({ payload }) => {
+        try {
+          user.sent.push(JSON.parse(String(payload)));
+        } catch {
+          user.sent.push({ type: '(not JSON)' });
+        }
+      });
+      socket.on('framereceived', ({ payload }) => {
+        try {
+          user.received.push(JSON.parse(String(payload)));
+        } catch {
+          user.received.push({ type: '(not JSON)', payload: String(payload) });
+        }
+      });
+    });
     // Collected in the page from the very start: a CSP violation is a bug even if nothing breaks.
     await page.addInitScript(() => {
       window.__cspViolations = [];
@@ -82,6 +98,8 @@ export class UserPage {
     /** @type {string[]} */ this.errors = [];
     /** @type {string[]} */ this.dialogs = [];
     /** @type {import('playwright-core').WebSocket[]} */ this.sockets = [];
+    /** @type {any[]} every frame the page's sockets received, parsed, in order. */ this.received = [];
+    /** @type {any[]} and every frame they sent. */ this.sent = [];
   }
 
   /** Loads the demo; returns the main document's response. */
@@ -154,6 +172,85 @@ export class UserPage {
     );
   }
 
+  /** `[from, text, id]` of every message shown in the open conversation, in order. */
+  messageEntries() {
+    return this.page.$$eval('#messages li.message', (items) =>
+      items.map((item) => [item.dataset.from, item.querySelector('.message-text').textContent, item.dataset.id]),
+    );
+  }
+
+  /** The key of the conversation on screen: `room:lobby`, `direct:bob`. */
+  conversation() {
+    return this.page.getAttribute('#messages-title', 'data-conversation');
+  }
+
+  /** Opens a room from the conversations pane and waits until it is on screen. */
+  async openRoom(id) {
+    await this.page.click(`#rooms button[data-room="${id}"]`);
+    await this.page.locator(`#messages-title[data-conversation="room:${id}"]`).waitFor();
+  }
+
+  /** The room ids listed in the conversations pane, after a click on "Refresh" has been answered. */
+  async refreshRooms() {
+    // `#rooms[data-loads]` counts the answered GET /api/rooms: wait for this click's.
+    const before = Number((await this.page.getAttribute('#rooms', 'data-loads')) ?? 0);
+    await this.page.click('#rooms-refresh');
+    await this.page.waitForFunction((n) => Number(document.getElementById('rooms').dataset.loads ?? 0) > n, before);
+    return this.page.$$eval('#rooms button[data-room]', (buttons) => buttons.map((b) => b.dataset.room));
+  }
+
+  /**
+   * Sends each text through the composer of the open conversation, one right after the other (not
+   * typed: the page's own submit path), then waits until the last one is back from the server.
+   */
+  async sendAll(texts) {
+    await this.page.evaluate((all) => {
+      const input = document.getElementById('composer-input');
+      const form = document.getElementById('composer');
+      for (const text of all) {
+        input.value = text;
+        form.requestSubmit();
+      }
+    }, texts);
+    await this.waitForMessage(texts.at(-1), undefined);
+  }
+
+  /**
+   * Starts recording, in the page, every change of the text of `selector` with its time, so that
+   * how long a page's own timer showed something is measured where it happens, not by polling.
+   */
+  async recordText(selector) {
+    await this.page.evaluate((sel) => {
+      const node = document.querySelector(sel);
+      window.__textTimeline = [[performance.now(), node.textContent]];
+      new MutationObserver(() => window.__textTimeline.push([performance.now(), node.textContent])).observe(node, {
+        childList: true,
+        characterData: true,
+        subtree: true,
+      });
+    }, selector);
+  }
+
+  /**
+   * How long the recorded text was `text` the first time it showed (ms), once it has changed again.
+   *
+   * @param {string} text
+   * @param {number} [timeout]
+   */
+  async shownFor(text, timeout = 10000) {
+    const handle = await this.page.waitForFunction(
+      (wanted) => {
+        const timeline = window.__textTimeline;
+        const start = timeline.findIndex(([, t]) => t === wanted);
+        const end = start < 0 ? -1 : timeline.findIndex(([, t], i) => i > start && t !== wanted);
+        return end > 0 ? timeline[end][0] - timeline[start][0] : false;
+      },
+      text,
+      { timeout },
+    );
+    return handle.jsonValue();
+  }
+
   /** Errors not explained by `allowed` patterns (see NETWORK_NOISE), plus CSP violations. */
   async unexpectedErrors(allowed = []) {
     const violations = await this.page.evaluate(() => window.__cspViolations ?? []).catch(() => []);
@@ -174,4 +271,34 @@ export class UserPage {
   close() {
     return this.context.close();
   }
+}
+
+/**
+ * Drops every socket of `user` through the server API (`POST /api/server/users/{U}/disconnect`:
+ * close 1012 `reconnect`) and keeps the page from coming back (its next ticket request is held)
+ * until the returned `release()` is called: what is sent in between is sent while the page is away,
+ * however fast its reconnect would be. `release()` resolves once the page is online again.
+ *
+ * @param {import('./server.js').WsgateServer} server
+ * @param {UserPage} user - its `name` is the account's.
+ * @returns {Promise<() => Promise<void>>}
+ */
+export async function dropAndHold(server, user) {
+  let release;
+  const gate = new Promise((resolve) => (release = resolve));
+  await user.page.route('**/api/ws-ticket', async (route) => {
+    await gate;
+    await route.continue();
+  });
+  const socket = user.sockets.at(-1);
+  const dropped = await server.api('POST', `/api/server/users/${user.name}/disconnect`, { token: API_KEY });
+  if (dropped.status !== 204) throw new Error(`disconnect ${user.name}: ${dropped.status} ${JSON.stringify(dropped.body)}`);
+  if (!socket.isClosed()) await socket.waitForEvent('close', { timeout: 5000 });
+  // Reconnecting (not offline: 1012 is not final), then stuck at its ticket.
+  await user.waitForStatus('getting_ticket', 5000);
+  return async () => {
+    release();
+    await user.waitForStatus('online', 10000);
+    await user.page.unroute('**/api/ws-ticket');
+  };
 }

@@ -1,7 +1,8 @@
 /**
  * Starts and stops the real wsgate binary for the browser tests: a free port, a fixed JWT secret
  * (so tokens survive a restart), cheap bcrypt, relaxed per-IP limits, the repo's client/ as the
- * static folder. The log goes to a file under target/browser/ for people to read after a failure.
+ * static folder, the server API on with a fixed key. The log goes to a file under target/browser/
+ * for people to read after a failure. Also the tests' own REST calls (accounts, the server API).
  */
 
 import { spawn } from 'node:child_process';
@@ -16,6 +17,9 @@ export const ARTIFACTS = path.join(REPO, 'target', 'browser');
 
 /** At least 32 bytes, fixed: a restarted server must accept the tokens of the one before. */
 const JWT_SECRET = 'browser-tests-secret-browser-tests-secret-0123';
+
+/** The server API's key (WSGATE_API_KEY, at least 32 bytes): the tests play the app's backend. */
+export const API_KEY = 'browser-tests-api-key-browser-tests-api-key-0123';
 
 /**
  * The binary: $WSGATE_BIN (set by scripts/browser-tests.sh), else the newer of target/debug and
@@ -92,6 +96,7 @@ export class WsgateServer {
         WSGATE_RATE_TICKET_PER_MIN: '1000',
         WSGATE_RATE_UPGRADE_PER_MIN: '1000',
         WSGATE_CLIENT_DIR: path.join(REPO, 'client'),
+        WSGATE_API_KEY: API_KEY,
         ...this.extraEnv,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -128,6 +133,38 @@ export class WsgateServer {
       await this.exited;
       throw new Error('wsgate was still running 10 s after SIGTERM');
     }
+  }
+
+  /**
+   * A REST call from the test itself (no Origin, like a backend): `{status, body}`, body parsed as
+   * JSON (null when empty). `token`: a user's JWT, or `API_KEY` for the server API.
+   *
+   * @param {string} method
+   * @param {string} route - e.g. `/api/rooms`.
+   * @param {{token?: string, body?: object}} [request]
+   */
+  async api(method, route, { token, body } = {}) {
+    const headers = { Connection: 'close' };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const response = await fetch(`${this.url}${route}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : null };
+  }
+
+  /** Registers `username` over REST (201 expected) and signs in: resolves to an access token. */
+  async account(username, password) {
+    const registered = await this.api('POST', '/api/register', { body: { username, password } });
+    if (registered.status !== 201 && registered.status !== 409) {
+      throw new Error(`register ${username}: ${registered.status} ${JSON.stringify(registered.body)}`);
+    }
+    const login = await this.api('POST', '/api/login', { body: { username, password } });
+    if (login.status !== 200) throw new Error(`login ${username}: ${login.status} ${JSON.stringify(login.body)}`);
+    return login.body.access_token;
   }
 
   /** Stops for good and closes the log. */

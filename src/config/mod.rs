@@ -38,6 +38,9 @@ pub struct Settings {
     /// Rate limits and per-socket bounds.
     #[command(flatten)]
     pub limits: Limits,
+    /// Rooms, history, recovery and the server API.
+    #[command(flatten)]
+    pub rooms: Rooms,
     /// Where records live.
     #[command(flatten)]
     pub store: StoreSettings,
@@ -205,6 +208,40 @@ pub struct Limits {
     pub outbound_queue: usize,
 }
 
+/// Rooms, history, recovery and the server API.
+#[derive(Debug, Clone, Args)]
+pub struct Rooms {
+    /// Rooms one socket may be subscribed to at once, `lobby` included.
+    #[arg(long, env = "WSGATE_MAX_ROOMS_PER_SOCKET", default_value = "100", value_parser = positive_usize)]
+    pub max_rooms_per_socket: usize,
+
+    /// Messages per room kept in memory for exact recovery after a reconnect (0: no recovery).
+    #[arg(long, env = "WSGATE_RECOVERY_MESSAGES", default_value = "1000", value_parser = whole_usize)]
+    pub recovery_messages: usize,
+
+    /// How old the `since` message of a recovery may be, in seconds.
+    #[arg(long = "recovery-secs", env = "WSGATE_RECOVERY_SECS", default_value = "300", value_parser = positive_secs)]
+    pub recovery_age: Duration,
+
+    /// How long history is kept, in days (MongoDB: a TTL index; every read also filters by age).
+    #[arg(long, env = "WSGATE_HISTORY_DAYS", default_value = "30", value_parser = positive_days)]
+    pub history_days: Duration,
+
+    /// Messages kept per room (and per direct conversation) by the embedded store.
+    #[arg(long, env = "WSGATE_HISTORY_MAX_PER_ROOM", default_value = "10000", value_parser = positive_usize)]
+    pub history_max_per_room: usize,
+
+    /// Messages held for the history writer while the store is slow or down; what does not fit
+    /// is counted (`wsgate_history_dropped_total`) and logged.
+    #[arg(long, env = "WSGATE_HISTORY_BUFFER", default_value = "100000", value_parser = positive_usize)]
+    pub history_buffer: usize,
+
+    /// Enables the server API (`/api/server/*`) for the application's backend, with this key as
+    /// its bearer token; at least 32 bytes. Unset: those routes are 404.
+    #[arg(long, env = "WSGATE_API_KEY", hide_env_values = true, value_parser = signing_secret)]
+    pub api_key: Option<Secret>,
+}
+
 /// Where records live.
 #[derive(Debug, Clone, Args)]
 pub struct StoreSettings {
@@ -354,6 +391,17 @@ fn positive_secs(text: &str) -> Result<Duration, String> {
     positive(text).map(Duration::from_secs)
 }
 
+fn positive_days(text: &str) -> Result<Duration, String> {
+    match positive(text)? {
+        n if n > 36_500 => Err("must be at most 36500 (a century)".into()),
+        n => Ok(Duration::from_secs(n * 86_400)),
+    }
+}
+
+fn whole_usize(text: &str) -> Result<usize, String> {
+    whole(text).and_then(|n| usize::try_from(n).map_err(|e| e.to_string()))
+}
+
 fn positive_millis(text: &str) -> Result<Duration, String> {
     positive(text).map(Duration::from_millis)
 }
@@ -497,6 +545,12 @@ mod tests {
         assert!(s.net.trusted_proxies.is_empty());
         assert!(s.auth.jwt_secret.is_none());
         assert!(s.mongodb().is_none());
+        assert_eq!(s.rooms.max_rooms_per_socket, 100);
+        assert_eq!(s.rooms.recovery_messages, 1000);
+        assert_eq!(s.rooms.recovery_age, Duration::from_secs(300));
+        assert_eq!(s.rooms.history_days, Duration::from_secs(30 * 86_400));
+        assert_eq!(s.rooms.history_max_per_room, 10_000);
+        assert!(s.rooms.api_key.is_none());
     }
 
     #[test]

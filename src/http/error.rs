@@ -25,9 +25,27 @@ pub enum ApiError {
     /// Too much work queued (password hashing); retry shortly.
     #[error("the server is busy, retry shortly")]
     Busy,
-    /// Body over the 16 KiB limit.
-    #[error("the request body is larger than 16 KiB")]
-    PayloadTooLarge,
+    /// Body over the route's limit (16 KiB; 64 KiB for the server API).
+    #[error("the request body is larger than {0} KiB")]
+    PayloadTooLarge(u64),
+    /// A server-API event whose `data` is over 16 KiB (compact JSON).
+    #[error("data is larger than 16 KiB")]
+    DataTooLarge,
+    /// A room id, kind or title out of bounds.
+    #[error("{0}")]
+    InvalidRoom(&'static str),
+    /// Creation of a room whose id exists.
+    #[error("a room with this id already exists")]
+    RoomExists,
+    /// No such room, or a private room the caller is not a member of (one answer for both).
+    #[error("no such room")]
+    UnknownRoom,
+    /// No such user.
+    #[error("no such user")]
+    UnknownUser,
+    /// Only the room's owner may do this.
+    #[error("only the owner of the room may do this")]
+    NotRoomOwner,
     /// Username does not match `^[A-Za-z0-9_]{3,32}$`.
     #[error("username must be 3 to 32 characters: letters, digits or underscore")]
     InvalidUsername,
@@ -128,6 +146,21 @@ impl From<crate::accounts::AccountError> for ApiError {
     }
 }
 
+impl From<crate::rooms::RoomError> for ApiError {
+    fn from(err: crate::rooms::RoomError) -> Self {
+        use crate::rooms::RoomError;
+        match err {
+            RoomError::InvalidRoom(why) => ApiError::InvalidRoom(why),
+            RoomError::BadRequest(why) => ApiError::BadRequest(why.into()),
+            RoomError::RoomExists => ApiError::RoomExists,
+            RoomError::UnknownRoom => ApiError::UnknownRoom,
+            RoomError::UnknownUser => ApiError::UnknownUser,
+            RoomError::NotOwner => ApiError::NotRoomOwner,
+            RoomError::Store(err) => err.into(),
+        }
+    }
+}
+
 impl From<crate::sessions::SessionError> for ApiError {
     fn from(err: crate::sessions::SessionError) -> Self {
         use crate::sessions::SessionError;
@@ -165,7 +198,11 @@ impl ApiError {
         use ApiError::*;
         match self {
             BadRequest(_) | InvalidUsername | InvalidPassword(_) => StatusCode::BAD_REQUEST,
-            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            PayloadTooLarge(_) | DataTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            InvalidRoom(_) => StatusCode::BAD_REQUEST,
+            RoomExists => StatusCode::CONFLICT,
+            UnknownRoom | UnknownUser => StatusCode::NOT_FOUND,
+            NotRoomOwner => StatusCode::FORBIDDEN,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Busy => StatusCode::SERVICE_UNAVAILABLE,
             UsernameTaken => StatusCode::CONFLICT,
@@ -188,7 +225,12 @@ impl ApiError {
         use ApiError::*;
         match self {
             BadRequest(_) => "bad_request",
-            PayloadTooLarge => "payload_too_large",
+            PayloadTooLarge(_) | DataTooLarge => "payload_too_large",
+            InvalidRoom(_) => "invalid_room",
+            RoomExists => "room_exists",
+            UnknownRoom => "unknown_room",
+            UnknownUser => "unknown_user",
+            NotRoomOwner => "not_room_owner",
             RequestTimeout => "request_timeout",
             Busy => "server_busy",
             InvalidUsername => "invalid_username",
@@ -256,7 +298,7 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::PayloadTooLarge
+        ApiError::PayloadTooLarge(super::MAX_BODY_BYTES / 1024)
     } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
         ApiError::BadRequest(e.to_string())
     } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {

@@ -1,13 +1,16 @@
 //! The HTTP surface: the assembly of every route with the JSON `recover`, request logging and
 //! security headers, and the filters the routes share (client IP, per-IP limits, bearer tokens, the
 //! cross-site guard). One file per resource: `accounts` (register, login), `tokens` (refresh,
-//! logout), `tickets`, `health` (health and metrics), `upgrade` (`GET /ws`); `body` reads request
-//! bodies; `error` is the one mapping of every module's errors to HTTP.
+//! logout), `tickets`, `rooms` (rooms, members, history), `server_api` (the backend's API),
+//! `health` (health and metrics), `upgrade` (`GET /ws`); `body` reads request bodies; `error` is
+//! the one mapping of every module's errors to HTTP.
 
 pub mod accounts;
 pub mod body;
 pub mod error;
 pub mod health;
+pub mod rooms;
+pub mod server_api;
 pub mod tickets;
 pub mod tokens;
 pub mod upgrade;
@@ -41,6 +44,10 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .or(tokens::logout_all(app.clone()))
         .unify()
         .or(tickets::ws_ticket(app.clone()))
+        .unify()
+        .or(rooms::routes(app.clone()))
+        .unify()
+        .or(server_api::routes(app.clone()))
         .unify()
         .or(health::health(app.clone()))
         .unify()

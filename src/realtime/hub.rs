@@ -1,36 +1,111 @@
-//! The hub: who is online, broadcast of chat and presence, and targeted closes (revocation).
+//! The hub: which socket is subscribed to which room, presence per room, delivery of room
+//! messages, direct messages, typing and events, the recovery window of each room, and targeted
+//! closes (revocation, reconnect).
 //!
-//! Broadcasts go through one `tokio::sync::broadcast` ring: each frame is serialized once into a
-//! shared `Utf8Bytes` and every socket's receiver clones a reference to it, so a message to N sockets
-//! costs one serialization and N reference-count bumps. The ring is the bounded per-socket queue: a
-//! socket that falls more than `capacity` frames behind gets `Lagged` and is closed as a slow
-//! consumer, so no socket can make the server buffer without limit. `send` on the ring is serialized
-//! internally, which gives every socket the same order.
+//! Delivery: a frame is serialized once into a shared `Utf8Bytes`, and the hub pushes a reference
+//! to it into the inbox of every socket subscribed to the room, so a message costs work in
+//! proportion to the room's sockets, not to every socket of the node. Each inbox is bounded (the
+//! slow-consumer rule, see `inbox`).
 //!
-//! Membership and presence live under one short `std::sync::Mutex`, never held across an `.await`.
-//! Subscribing happens under that lock after the `joined` delta is sent, so a new socket sees neither
-//! its own `joined` nor misses a delta between its snapshot and its subscription.
+//! One short `std::sync::Mutex` guards all of it and is never held across an `.await`. Everything
+//! that must be atomic happens in one critical section: an id is assigned and the frame pushed to
+//! every subscriber under the lock, so every subscriber of a room sees its messages in one order
+//! and ids follow that order; a subscription takes its presence snapshot, queues `subscribed` and
+//! the replay of a recovery, and joins the room in one step, so a recovering socket gets no gap and
+//! no duplicate, and a new subscriber never sees its own `joined`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::{broadcast, oneshot};
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::clock::now_millis;
+use super::inbox::Inbox;
+use crate::clock::{now_millis, UnixMillis};
 use crate::protocol::ServerFrame;
-use crate::store::Revoked;
+use crate::store::{direct_stream, room_stream, HistoryEntry, Revoked};
+
+/// The room every socket is subscribed to when it authenticates.
+pub const LOBBY: &str = "lobby";
+
+/// At most one `typing` per socket and room is relayed in this interval.
+pub const TYPING_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why the hub wants a socket closed; `ws` turns it into a close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kick {
     /// Its token or session was revoked (logout, logout-all, refresh-token reuse, session cap).
     Revoked,
+    /// The application's backend asked the client to reconnect.
+    Reconnect,
 }
+
+/// Why a socket stopped receiving a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// The socket asked.
+    Requested,
+    /// Its user was taken off the member list (or left).
+    Removed,
+    /// The room was deleted.
+    Deleted,
+}
+
+impl Unsubscribed {
+    /// The `reason` of the `unsubscribed` frame.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unsubscribed::Requested => "requested",
+            Unsubscribed::Removed => "removed",
+            Unsubscribed::Deleted => "deleted",
+        }
+    }
+}
+
+/// A subscription the hub refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeError {
+    /// The socket is in `max_rooms` rooms already.
+    TooManyRooms,
+    /// Membership changed (someone was removed, a room deleted) since the caller checked access:
+    /// check again.
+    Stale,
+    /// The socket is gone.
+    Gone,
+}
+
+/// A frame for a room the socket is not subscribed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotSubscribed;
 
 /// Identifies one socket for the life of the process.
 pub type ConnId = u64;
+
+/// The hub's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct HubConfig {
+    /// Frames a socket's inbox may hold before it is a slow consumer.
+    pub queue: usize,
+    /// Messages per room kept for recovery.
+    pub recovery_messages: usize,
+    /// How old a message may be and still be recovered from.
+    pub recovery_age: Duration,
+    /// Rooms a socket may be subscribed to at once (`lobby` included).
+    pub max_rooms: usize,
+}
+
+/// A message the hub delivered, for the history.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Its id.
+    pub id: String,
+    /// What to store.
+    pub entry: HistoryEntry,
+}
 
 /// Cheap `Clone` handle to the hub.
 #[derive(Clone)]
@@ -39,63 +114,141 @@ pub struct Hub {
 }
 
 struct Shared {
-    members: Mutex<Members>,
-    /// The broadcast ring; every authenticated socket holds a receiver.
-    ring: broadcast::Sender<Utf8Bytes>,
-    /// Message-id prefix, random per process, so ids stay unique across restarts and instances.
-    id_prefix: String,
-    next_message: AtomicU64,
+    state: Mutex<State>,
+    config: HubConfig,
+    /// The last message id handed out (see `next_id`).
+    last_id: AtomicU64,
     next_conn: AtomicU64,
 }
 
 #[derive(Default)]
-struct Members {
-    sockets: HashMap<ConnId, Member>,
-    /// Users online and how many sockets each has; sorted, for the `auth_ok` snapshot.
-    online: BTreeMap<Arc<str>, usize>,
+struct State {
+    sockets: HashMap<ConnId, Socket>,
+    /// Every socket of each user online: direct messages, events to users, kicks.
+    users: HashMap<Arc<str>, Vec<ConnId>>,
+    /// Rooms with subscribers or a recovery window.
+    rooms: HashMap<Arc<str>, Room>,
+    /// Bumped by every removal of a member and deletion of a room (see `subscribe`).
+    acl_epoch: u64,
 }
 
-struct Member {
+struct Socket {
     user: Arc<str>,
     /// The `jti` and session `sid` of the token the socket is authenticated with (change on refresh).
     jti: String,
     sid: String,
-    /// Closes the socket from outside (revocation). Taken when used.
+    /// Closes the socket from outside. Taken when used.
     kick: Option<oneshot::Sender<Kick>>,
+    inbox: Arc<Inbox>,
+    rooms: Vec<Subscription>,
+    /// When each room last relayed this socket's `typing` (empty until it types).
+    typing: Vec<(Arc<str>, Instant)>,
 }
 
-/// What a socket gets when it joins.
+struct Subscription {
+    room: Arc<str>,
+    /// The room's last message id when the socket subscribed: everything after it was delivered.
+    after: u64,
+}
+
+#[derive(Default)]
+struct Room {
+    subscribers: HashMap<ConnId, Arc<Inbox>>,
+    /// Users subscribed and how many of their sockets; sorted, for snapshots.
+    presence: BTreeMap<Arc<str>, usize>,
+    /// The last message id of the room (0: none in this process).
+    last_id: u64,
+    /// The newest messages, oldest first, for recovery.
+    window: VecDeque<Recent>,
+}
+
+struct Recent {
+    id: u64,
+    ts: UnixMillis,
+    frame: Utf8Bytes,
+}
+
+/// What a socket gets when it authenticates.
 pub struct Joined {
-    /// Users online, the joiner included, sorted and unique.
+    /// Presence of `lobby`, the joiner included, sorted and unique.
     pub users: Vec<String>,
-    /// The socket's view of the broadcast ring.
-    pub feed: broadcast::Receiver<Utf8Bytes>,
+    /// Whether `lobby` was recovered from the given `since` (`None` without one).
+    pub recovered: Option<bool>,
+    /// The socket's queue.
+    pub inbox: Arc<Inbox>,
     /// Fires when the hub wants the socket closed.
     pub kicked: oneshot::Receiver<Kick>,
 }
 
+/// A message id as the wire carries it.
+pub fn format_id(id: u64) -> String {
+    id.to_string()
+}
+
+/// Parses a wire message id.
+pub fn parse_id(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+impl Room {
+    fn deliver(&self, frame: &Utf8Bytes, queue: usize, skip: impl Fn(ConnId) -> bool) {
+        for (conn, inbox) in &self.subscribers {
+            if !skip(*conn) {
+                inbox.push(frame.clone(), queue);
+            }
+        }
+    }
+
+    /// Drops window entries older than the recovery age.
+    fn prune(&mut self, now: UnixMillis, age: Duration) {
+        let oldest = now - age.as_millis() as i64;
+        while self.window.front().is_some_and(|r| r.ts < oldest) {
+            self.window.pop_front();
+        }
+    }
+
+    /// The window position just after `since`, when `since` itself is in the window.
+    fn after(&self, since: u64) -> Option<usize> {
+        let at = self.window.partition_point(|r| r.id < since);
+        self.window
+            .get(at)
+            .is_some_and(|r| r.id == since)
+            .then_some(at + 1)
+    }
+
+    fn users(&self) -> Vec<String> {
+        self.presence.keys().map(|u| u.to_string()).collect()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.subscribers.is_empty() && self.window.is_empty()
+    }
+}
+
 impl Hub {
-    /// A hub whose sockets may each fall `capacity` broadcast frames behind.
-    pub fn new(capacity: usize) -> Self {
-        let (ring, _) = broadcast::channel(capacity);
-        let prefix: [u8; 6] = crate::auth::os_random();
+    /// An empty hub.
+    pub fn new(config: HubConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
-                members: Mutex::new(Members::default()),
-                ring,
-                id_prefix: base64::Engine::encode(
-                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                    prefix,
-                ),
-                next_message: AtomicU64::new(1),
+                state: Mutex::new(State::default()),
+                config: HubConfig {
+                    queue: config.queue.max(1),
+                    recovery_messages: config.recovery_messages,
+                    recovery_age: config.recovery_age,
+                    max_rooms: config.max_rooms.max(1),
+                },
+                last_id: AtomicU64::new(0),
                 next_conn: AtomicU64::new(1),
             }),
         }
     }
 
-    fn members(&self) -> MutexGuard<'_, Members> {
+    fn state(&self) -> MutexGuard<'_, State> {
         self.shared
-            .members
+            .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -105,113 +258,546 @@ impl Hub {
         self.shared.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds an authenticated socket; announces `joined` if it is the user's first.
-    pub fn join(&self, conn: ConnId, user: &str, jti: String, sid: String) -> Joined {
+    /// A message id and its timestamp. Ids are the server's clock in milliseconds shifted left by
+    /// ten bits, bumped past the last id: increasing within the process, and (clock permitting)
+    /// past every id an earlier run of the server handed out, so `before` paging stays in order
+    /// across restarts. Callers take it under the hub lock, which orders it within a room.
+    fn next_id(&self) -> (u64, UnixMillis) {
+        let ts = now_millis();
+        let floor = (ts.max(0) as u64) << 10;
+        let previous = self
+            .shared
+            .last_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(last.saturating_add(1).max(floor))
+            })
+            .unwrap_or_else(|last| last);
+        (previous.saturating_add(1).max(floor), ts)
+    }
+
+    /// Adds an authenticated socket and subscribes it to `lobby`, recovering from `since` when
+    /// given.
+    pub fn join(
+        &self,
+        conn: ConnId,
+        user: &str,
+        jti: String,
+        sid: String,
+        since: Option<&str>,
+    ) -> Joined {
         let (kick, kicked) = oneshot::channel();
-        let mut members = self.members();
-        let user: Arc<str> = match members.online.get_key_value(user) {
+        let inbox = Arc::new(Inbox::default());
+        let mut state = self.state();
+        let user: Arc<str> = match state.users.get_key_value(user) {
             Some((existing, _)) => existing.clone(),
-            None => {
-                self.send(ServerFrame::Joined { user }.to_json());
-                Arc::from(user)
-            }
+            None => Arc::from(user),
         };
-        *members.online.entry(user.clone()).or_insert(0) += 1;
-        members.sockets.insert(
+        state.users.entry(user.clone()).or_default().push(conn);
+        state.sockets.insert(
             conn,
-            Member {
+            Socket {
                 user,
                 jti,
                 sid,
                 kick: Some(kick),
+                inbox: inbox.clone(),
+                rooms: Vec::with_capacity(1),
+                typing: Vec::new(),
             },
         );
+        let (users, recovered) = self.subscribe_locked(&mut state, conn, LOBBY, since, false);
         Joined {
-            users: members.online.keys().map(|u| u.to_string()).collect(),
-            feed: self.shared.ring.subscribe(),
+            users,
+            recovered,
+            inbox,
             kicked,
         }
     }
 
-    /// Removes a socket; announces `left` if it was the user's last. Unknown ids are ignored.
+    /// Removes a socket from every room it is in; announces `left` where it was its user's last
+    /// socket. Unknown ids are ignored.
     pub fn leave(&self, conn: ConnId) {
-        let mut members = self.members();
-        let Some(member) = members.sockets.remove(&conn) else {
+        let mut state = self.state();
+        let Some(socket) = state.sockets.remove(&conn) else {
             return;
         };
-        let last = match members.online.get_mut(&member.user) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
-                false
-            }
-            _ => true,
-        };
-        if last {
-            members.online.remove(&member.user);
-            self.send(ServerFrame::Left { user: &member.user }.to_json());
+        let queue = self.shared.config.queue;
+        for subscription in &socket.rooms {
+            leave_room(&mut state, conn, &socket.user, &subscription.room, queue);
         }
+        if let Some(conns) = state.users.get_mut(&socket.user) {
+            conns.retain(|c| *c != conn);
+            if conns.is_empty() {
+                state.users.remove(&socket.user);
+            }
+        }
+    }
+
+    /// The membership epoch: read it before checking a socket's access to a room, and hand it to
+    /// `subscribe`, which refuses (`Stale`) when a removal or deletion happened in between, so a
+    /// check that raced a removal cannot subscribe a socket that just lost access.
+    pub fn acl_epoch(&self) -> u64 {
+        self.state().acl_epoch
+    }
+
+    /// Subscribes a socket to a room it may read (the caller checked, at `epoch`), queueing
+    /// `subscribed` and, with `since`, the replay. Subscribing twice answers `subscribed` again.
+    pub fn subscribe(
+        &self,
+        conn: ConnId,
+        room: &str,
+        since: Option<&str>,
+        epoch: u64,
+    ) -> Result<(), SubscribeError> {
+        let mut state = self.state();
+        if state.acl_epoch != epoch {
+            return Err(SubscribeError::Stale);
+        }
+        let Some(socket) = state.sockets.get(&conn) else {
+            return Err(SubscribeError::Gone);
+        };
+        let subscribed = socket.rooms.iter().any(|s| &*s.room == room);
+        if !subscribed && socket.rooms.len() >= self.shared.config.max_rooms {
+            return Err(SubscribeError::TooManyRooms);
+        }
+        self.subscribe_locked(&mut state, conn, room, since, true);
+        Ok(())
+    }
+
+    /// The subscription itself: `subscribed` (queued when `announce`, else returned for
+    /// `auth_ok`), the replay, presence. Returns the presence snapshot and the recovery outcome.
+    fn subscribe_locked(
+        &self,
+        state: &mut State,
+        conn: ConnId,
+        room_id: &str,
+        since: Option<&str>,
+        announce: bool,
+    ) -> (Vec<String>, Option<bool>) {
+        let config = self.shared.config;
+        let now = now_millis();
+        let state = &mut *state;
+        let socket = state.sockets.get_mut(&conn).expect("caller checked");
+        let room_key: Arc<str> = match state.rooms.get_key_value(room_id) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(room_id),
+        };
+        let room = state.rooms.entry(room_key.clone()).or_default();
+        room.prune(now, config.recovery_age);
+        let since = since.map(|s| parse_id(s).and_then(|id| room.after(id).map(|at| (id, at))));
+        if let Some(existing) = socket.rooms.iter().find(|s| s.room == room_key) {
+            // Already subscribed: everything after its subscription point was delivered live, so
+            // `since` is recovered exactly when nothing between it and that point is missing.
+            let recovered = since.map(|found| found.is_some_and(|(id, _)| id >= existing.after));
+            let users = room.users();
+            if announce {
+                let frame = ServerFrame::Subscribed {
+                    room: room_id,
+                    users: users.clone(),
+                    recovered,
+                }
+                .to_json();
+                socket.inbox.push(frame.into(), config.queue);
+            }
+            return (users, recovered);
+        }
+        let user = socket.user.clone();
+        let first = !room.presence.contains_key(&user);
+        if first {
+            let joined = ServerFrame::Joined {
+                room: room_id,
+                user: &user,
+            };
+            room.deliver(&joined.to_json().into(), config.queue, |_| false);
+        }
+        *room.presence.entry(user).or_insert(0) += 1;
+        let users = room.users();
+        let recovered = since.map(|found| found.is_some());
+        if announce {
+            let frame = ServerFrame::Subscribed {
+                room: room_id,
+                users: users.clone(),
+                recovered,
+            }
+            .to_json();
+            socket.inbox.push_unbounded(frame.into());
+        }
+        if let Some(Some((_, at))) = since {
+            for recent in room.window.range(at..) {
+                socket.inbox.push_unbounded(recent.frame.clone());
+            }
+        }
+        room.subscribers.insert(conn, socket.inbox.clone());
+        socket.rooms.push(Subscription {
+            room: room_key,
+            after: room.last_id,
+        });
+        (users, recovered)
+    }
+
+    /// Unsubscribes a socket from a room (or confirms it is not in it): `unsubscribed`, reason
+    /// `requested`.
+    pub fn unsubscribe(&self, conn: ConnId, room: &str) {
+        let mut state = self.state();
+        self.unsubscribe_locked(&mut state, conn, room, Unsubscribed::Requested);
+    }
+
+    fn unsubscribe_locked(
+        &self,
+        state: &mut State,
+        conn: ConnId,
+        room: &str,
+        reason: Unsubscribed,
+    ) {
+        let queue = self.shared.config.queue;
+        let Some(socket) = state.sockets.get_mut(&conn) else {
+            return;
+        };
+        let user = socket.user.clone();
+        let inbox = socket.inbox.clone();
+        let was_in = match socket.rooms.iter().position(|s| &*s.room == room) {
+            Some(at) => {
+                socket.rooms.swap_remove(at);
+                socket.typing.retain(|(r, _)| &**r != room);
+                true
+            }
+            None => false,
+        };
+        if was_in {
+            leave_room(state, conn, &user, room, queue);
+        }
+        let frame = ServerFrame::Unsubscribed {
+            room,
+            reason: reason.as_str(),
+        };
+        inbox.push(frame.to_json().into(), queue);
+    }
+
+    /// Whether the socket is subscribed to the room.
+    pub fn is_subscribed(&self, conn: ConnId, room: &str) -> bool {
+        self.state()
+            .sockets
+            .get(&conn)
+            .is_some_and(|s| s.rooms.iter().any(|r| &*r.room == room))
+    }
+
+    /// A chat message from socket `conn` to a room it is subscribed to: an id, delivery to every
+    /// subscriber (the sender's sockets included), the recovery window.
+    pub fn publish(
+        &self,
+        conn: ConnId,
+        room: &str,
+        text: &str,
+    ) -> Result<Published, NotSubscribed> {
+        let mut state = self.state();
+        let socket = state.sockets.get(&conn).ok_or(NotSubscribed)?;
+        if !socket.rooms.iter().any(|r| &*r.room == room) {
+            return Err(NotSubscribed);
+        }
+        let from = socket.user.clone();
+        Ok(self.publish_locked(&mut state, room, |id, ts| {
+            ServerFrame::Message {
+                room,
+                id,
+                from: &from,
+                text,
+                ts,
+            }
+            .to_json()
+        }))
+    }
+
+    /// An event from the application's backend to a room (which the caller checked exists).
+    pub fn publish_event(&self, room: &str, data: &RawValue) -> Published {
+        let mut state = self.state();
+        self.publish_locked(&mut state, room, |id, ts| {
+            ServerFrame::Event {
+                room: Some(room),
+                to: None,
+                id: Some(id),
+                data,
+                ts,
+            }
+            .to_json()
+        })
+    }
+
+    /// Assigns the next id, serializes the frame with it (`frame(id, ts)`), delivers it to the
+    /// room and keeps it in the room's window.
+    fn publish_locked(
+        &self,
+        state: &mut State,
+        room_id: &str,
+        frame: impl FnOnce(&str, i64) -> String,
+    ) -> Published {
+        let config = self.shared.config;
+        let (id, ts) = self.next_id();
+        let id_text = format_id(id);
+        let json = frame(&id_text, ts);
+        let bytes = Utf8Bytes::from(json.clone());
+        let room = match state.rooms.get_mut(room_id) {
+            Some(room) => room,
+            None => state.rooms.entry(Arc::from(room_id)).or_default(),
+        };
+        room.last_id = id;
+        room.deliver(&bytes, config.queue, |_| false);
+        if config.recovery_messages > 0 {
+            room.window.push_back(Recent {
+                id,
+                ts,
+                frame: bytes,
+            });
+            while room.window.len() > config.recovery_messages {
+                room.window.pop_front();
+            }
+        }
+        Published {
+            id: id_text,
+            entry: HistoryEntry {
+                stream: room_stream(room_id),
+                id,
+                ts,
+                frame: json,
+            },
+        }
+    }
+
+    /// Relays `typing` from socket `conn` to the other users' sockets subscribed to the room, at
+    /// most once per `TYPING_INTERVAL` per socket and room (extra ones are dropped silently).
+    pub fn typing(&self, conn: ConnId, room: &str, now: Instant) -> Result<(), NotSubscribed> {
+        let queue = self.shared.config.queue;
+        let mut state = self.state();
+        let state = &mut *state;
+        let socket = state.sockets.get_mut(&conn).ok_or(NotSubscribed)?;
+        let Some(subscription) = socket.rooms.iter().find(|r| &*r.room == room) else {
+            return Err(NotSubscribed);
+        };
+        match socket.typing.iter_mut().find(|(r, _)| &**r == room) {
+            Some((_, last)) if now.duration_since(*last) < TYPING_INTERVAL => return Ok(()),
+            Some((_, last)) => *last = now,
+            None => socket.typing.push((subscription.room.clone(), now)),
+        }
+        let user = socket.user.clone();
+        let Some(room_state) = state.rooms.get(room) else {
+            return Ok(());
+        };
+        let frame = ServerFrame::Typing { room, user: &user }.to_json().into();
+        let sockets = &state.sockets;
+        room_state.deliver(&frame, queue, |c| {
+            sockets.get(&c).is_some_and(|s| s.user == user)
+        });
+        Ok(())
+    }
+
+    /// A direct message from `from` to `to` (both the registered forms of the names): to every
+    /// socket of `to` and of `from`, once each.
+    pub fn direct(&self, from: &str, to: &str, text: &str) -> Published {
+        let queue = self.shared.config.queue;
+        let state = self.state();
+        let (id, ts) = self.next_id();
+        let id_text = format_id(id);
+        let json = ServerFrame::Direct {
+            id: &id_text,
+            from,
+            to,
+            text,
+            ts,
+        }
+        .to_json();
+        let bytes = Utf8Bytes::from(json.clone());
+        let mut users = vec![from];
+        if !to.eq_ignore_ascii_case(from) {
+            users.push(to);
+        }
+        for user in users {
+            for socket in user_sockets(&state, user) {
+                socket.inbox.push(bytes.clone(), queue);
+            }
+        }
+        Published {
+            id: id_text,
+            entry: HistoryEntry {
+                stream: direct_stream(from, to),
+                id,
+                ts,
+                frame: json,
+            },
+        }
+    }
+
+    /// An event from the application's backend to every socket of `user`; how many.
+    pub fn send_to_user(&self, user: &str, data: &RawValue) -> usize {
+        let queue = self.shared.config.queue;
+        let state = self.state();
+        let frame: Utf8Bytes = ServerFrame::Event {
+            room: None,
+            to: Some(user),
+            id: None,
+            data,
+            ts: now_millis(),
+        }
+        .to_json()
+        .into();
+        let mut sent = 0;
+        for socket in user_sockets(&state, user) {
+            sent += usize::from(socket.inbox.push(frame.clone(), queue));
+        }
+        sent
+    }
+
+    /// Takes `user` out of a room at once (they were removed from its member list, or left):
+    /// their subscribed sockets get `unsubscribed` (reason `removed`), the others `left`.
+    pub fn remove_member(&self, room: &str, user: &str) {
+        let mut state = self.state();
+        state.acl_epoch += 1;
+        let conns: Vec<ConnId> = state.users.get(user).cloned().unwrap_or_default();
+        for conn in conns {
+            let subscribed = state
+                .sockets
+                .get(&conn)
+                .is_some_and(|s| s.rooms.iter().any(|r| &*r.room == room));
+            if subscribed {
+                self.unsubscribe_locked(&mut state, conn, room, Unsubscribed::Removed);
+            }
+        }
+    }
+
+    /// Ends a deleted room: every subscriber gets `unsubscribed` (reason `deleted`), its window
+    /// goes.
+    pub fn delete_room(&self, room: &str) {
+        let queue = self.shared.config.queue;
+        let mut state = self.state();
+        state.acl_epoch += 1;
+        let Some(gone) = state.rooms.remove(room) else {
+            return;
+        };
+        let frame: Utf8Bytes = ServerFrame::Unsubscribed {
+            room,
+            reason: Unsubscribed::Deleted.as_str(),
+        }
+        .to_json()
+        .into();
+        for (conn, inbox) in gone.subscribers {
+            if let Some(socket) = state.sockets.get_mut(&conn) {
+                socket.rooms.retain(|s| &*s.room != room);
+                socket.typing.retain(|(r, _)| &**r != room);
+            }
+            inbox.push(frame.clone(), queue);
+        }
+    }
+
+    /// The users subscribed to a room, sorted.
+    pub fn presence(&self, room: &str) -> Vec<String> {
+        self.state()
+            .rooms
+            .get(room)
+            .map(Room::users)
+            .unwrap_or_default()
     }
 
     /// Records that socket `conn` now uses the token `jti` of session `sid` (after an in-band refresh).
     pub fn set_token(&self, conn: ConnId, jti: String, sid: String) {
-        if let Some(member) = self.members().sockets.get_mut(&conn) {
-            member.jti = jti;
-            member.sid = sid;
+        if let Some(socket) = self.state().sockets.get_mut(&conn) {
+            socket.jti = jti;
+            socket.sid = sid;
         }
     }
 
     /// Closes every socket authenticated with the revoked token or session; returns how many.
     pub fn kick(&self, what: &Revoked, kick: Kick) -> usize {
-        self.kick_where(kick, |m| match what {
-            Revoked::Token(jti) => m.jti == *jti,
-            Revoked::Session(sid) => m.sid == *sid,
-        })
+        let mut state = self.state();
+        let matching = state.sockets.values_mut().filter(|s| match what {
+            Revoked::Token(jti) => s.jti == *jti,
+            Revoked::Session(sid) => s.sid == *sid,
+        });
+        kick_all(matching, kick)
     }
 
     /// Closes every socket of `user`; returns how many.
     pub fn kick_user(&self, user: &str, kick: Kick) -> usize {
-        self.kick_where(kick, |m| &*m.user == user)
+        let mut state = self.state();
+        let conns = state.users.get(user).cloned().unwrap_or_default();
+        let matching = state
+            .sockets
+            .iter_mut()
+            .filter(|(conn, _)| conns.contains(conn))
+            .map(|(_, s)| s);
+        kick_all(matching, kick)
     }
 
-    fn kick_where(&self, kick: Kick, matches: impl Fn(&Member) -> bool) -> usize {
-        let mut members = self.members();
-        let mut kicked = 0;
-        for member in members.sockets.values_mut().filter(|m| matches(m)) {
-            if let Some(sender) = member.kick.take() {
-                kicked += usize::from(sender.send(kick).is_ok());
-            }
-        }
-        kicked
-    }
-
-    /// Broadcasts a chat message from `from`, serialized once for every socket.
-    pub fn publish(&self, from: &str, text: &str) {
-        let n = self.shared.next_message.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{}-{n}", self.shared.id_prefix);
-        self.send(
-            ServerFrame::Message {
-                id: &id,
-                from,
-                text,
-                ts: now_millis(),
-            }
-            .to_json(),
-        );
-    }
-
-    fn send(&self, json: String) {
-        // An error only means nobody is subscribed, which is fine.
-        let _ = self.shared.ring.send(Utf8Bytes::from(json));
+    /// Drops recovery windows past their age, and rooms nobody is in whose window is empty:
+    /// the hub's memory stays bounded by live subscriptions and recent messages.
+    pub fn prune(&self) {
+        let age = self.shared.config.recovery_age;
+        let now = now_millis();
+        let mut state = self.state();
+        state.rooms.retain(|_, room| {
+            room.prune(now, age);
+            !room.is_idle()
+        });
     }
 
     /// Authenticated sockets right now.
     pub fn socket_count(&self) -> usize {
-        self.members().sockets.len()
+        self.state().sockets.len()
     }
 
     /// Users online right now.
     pub fn user_count(&self) -> usize {
-        self.members().online.len()
+        self.state().users.len()
+    }
+
+    /// Rooms with subscribers or a recovery window right now.
+    pub fn room_count(&self) -> usize {
+        self.state().rooms.len()
+    }
+}
+
+/// Every socket of a user (the registered form of the name).
+fn user_sockets<'s>(state: &'s State, user: &str) -> impl Iterator<Item = &'s Socket> {
+    state
+        .users
+        .get(user)
+        .into_iter()
+        .flatten()
+        .filter_map(|conn| state.sockets.get(conn))
+}
+
+fn kick_all<'s>(sockets: impl Iterator<Item = &'s mut Socket>, kick: Kick) -> usize {
+    let mut kicked = 0;
+    for socket in sockets {
+        if let Some(sender) = socket.kick.take() {
+            kicked += usize::from(sender.send(kick).is_ok());
+        }
+    }
+    kicked
+}
+
+/// Takes socket `conn` of `user` out of a room's subscribers and presence (`left` when it was the
+/// user's last socket there), dropping the room when nothing is left of it.
+fn leave_room(state: &mut State, conn: ConnId, user: &Arc<str>, room_id: &str, queue: usize) {
+    let Some(room) = state.rooms.get_mut(room_id) else {
+        return;
+    };
+    room.subscribers.remove(&conn);
+    let last = match room.presence.get_mut(user) {
+        Some(count) if *count > 1 => {
+            *count -= 1;
+            false
+        }
+        Some(_) => true,
+        None => false,
+    };
+    if last {
+        room.presence.remove(user);
+        let left = ServerFrame::Left {
+            room: room_id,
+            user,
+        };
+        room.deliver(&left.to_json().into(), queue, |_| false);
+    }
+    if room.is_idle() {
+        state.rooms.remove(room_id);
     }
 }
 
@@ -219,31 +805,56 @@ impl Hub {
 mod tests {
     use super::*;
 
-    fn recv(feed: &mut broadcast::Receiver<Utf8Bytes>) -> Option<serde_json::Value> {
-        feed.try_recv()
-            .ok()
+    fn hub() -> Hub {
+        Hub::new(HubConfig {
+            queue: 64,
+            recovery_messages: 5,
+            recovery_age: Duration::from_secs(300),
+            max_rooms: 3,
+        })
+    }
+
+    fn frames(inbox: &Inbox) -> Vec<serde_json::Value> {
+        inbox
+            .take()
+            .unwrap()
+            .iter()
             .map(|m| serde_json::from_str(m.as_str()).unwrap())
+            .collect()
+    }
+
+    fn types(inbox: &Inbox) -> Vec<String> {
+        frames(inbox)
+            .iter()
+            .map(|f| f["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn join(hub: &Hub, conn: ConnId, user: &str) -> Joined {
+        hub.join(conn, user, format!("j{conn}"), format!("s{conn}"), None)
     }
 
     #[test]
-    fn presence_deltas_and_snapshots() {
-        let hub = Hub::new(16);
-        let mut a = hub.join(1, "alice", "j1".into(), "s1".into());
+    fn lobby_presence_deltas_and_snapshots() {
+        let hub = hub();
+        let a = join(&hub, 1, "alice");
         assert_eq!(a.users, vec!["alice"]);
-        assert!(recv(&mut a.feed).is_none(), "no own joined");
+        assert!(a.inbox.is_empty(), "no own joined");
 
-        let b = hub.join(2, "bob", "j2".into(), "s2".into());
+        let b = join(&hub, 2, "bob");
         assert_eq!(b.users, vec!["alice", "bob"]);
-        assert_eq!(recv(&mut a.feed).unwrap()["type"], "joined");
+        let joined = frames(&a.inbox);
+        assert_eq!(joined[0]["type"], "joined");
+        assert_eq!(joined[0]["room"], "lobby");
 
-        let _b2 = hub.join(3, "bob", "j3".into(), "s3".into());
-        assert!(recv(&mut a.feed).is_none(), "second socket is silent");
+        let _b2 = join(&hub, 3, "bob");
+        assert!(a.inbox.is_empty(), "second socket is silent");
         hub.leave(3);
-        assert!(recv(&mut a.feed).is_none(), "bob still has a socket");
+        assert!(a.inbox.is_empty(), "bob still has a socket");
         hub.leave(2);
-        let left = recv(&mut a.feed).unwrap();
+        let left = frames(&a.inbox);
         assert_eq!(
-            (left["type"].as_str(), left["user"].as_str()),
+            (left[0]["type"].as_str(), left[0]["user"].as_str()),
             (Some("left"), Some("bob"))
         );
         assert_eq!(hub.user_count(), 1);
@@ -251,10 +862,136 @@ mod tests {
     }
 
     #[test]
+    fn a_room_reaches_its_subscribers_only_in_one_order() {
+        let hub = hub();
+        let a = join(&hub, 1, "alice");
+        let b = join(&hub, 2, "bob");
+        let c = join(&hub, 3, "carol");
+        let epoch = hub.acl_epoch();
+        hub.subscribe(1, "den", None, epoch).unwrap();
+        hub.subscribe(2, "den", None, epoch).unwrap();
+        for inbox in [&a.inbox, &b.inbox, &c.inbox] {
+            inbox.take().unwrap();
+        }
+        for i in 0..5 {
+            hub.publish(if i % 2 == 0 { 1 } else { 2 }, "den", &i.to_string())
+                .unwrap();
+        }
+        let seen_a = frames(&a.inbox);
+        let seen_b = frames(&b.inbox);
+        assert_eq!(seen_a, seen_b);
+        assert_eq!(seen_a.len(), 5);
+        let ids: Vec<u64> = seen_a
+            .iter()
+            .map(|f| parse_id(f["id"].as_str().unwrap()).unwrap())
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(c.inbox.is_empty(), "carol is not in den");
+        assert_eq!(hub.publish(3, "den", "x").unwrap_err(), NotSubscribed);
+    }
+
+    #[test]
+    fn recovery_replays_exactly_what_followed_since() {
+        let hub = hub();
+        let a = join(&hub, 1, "alice");
+        let ids: Vec<String> = (0..4)
+            .map(|i| hub.publish(1, LOBBY, &i.to_string()).unwrap().id)
+            .collect();
+        a.inbox.take().unwrap();
+        let b = hub.join(2, "bob", "j".into(), "s".into(), Some(&ids[1]));
+        assert_eq!(b.recovered, Some(true));
+        let texts: Vec<_> = frames(&b.inbox)
+            .iter()
+            .map(|f| f["text"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(texts, ["2", "3"]);
+
+        // Five kept: once five more came after it, `since` is gone.
+        for i in 4..9 {
+            hub.publish(1, LOBBY, &i.to_string()).unwrap();
+        }
+        let c = hub.join(3, "carol", "j".into(), "s".into(), Some(&ids[3]));
+        assert_eq!(c.recovered, Some(false));
+        assert!(c.inbox.is_empty(), "nothing replayed");
+        let d = hub.join(4, "dave", "j".into(), "s".into(), Some("nonsense"));
+        assert_eq!(d.recovered, Some(false));
+    }
+
+    #[test]
+    fn removal_and_deletion_take_effect_at_once() {
+        let hub = hub();
+        let a = join(&hub, 1, "alice");
+        let b = join(&hub, 2, "bob");
+        let epoch = hub.acl_epoch();
+        hub.subscribe(1, "den", None, epoch).unwrap();
+        hub.subscribe(2, "den", None, epoch).unwrap();
+        a.inbox.take().unwrap();
+        b.inbox.take().unwrap();
+        hub.remove_member("den", "bob");
+        assert_eq!(types(&b.inbox), ["unsubscribed"]);
+        assert_eq!(types(&a.inbox), ["left"]);
+        hub.publish(1, "den", "after").unwrap();
+        assert!(b.inbox.is_empty());
+        assert_eq!(
+            hub.subscribe(2, "den", None, epoch),
+            Err(SubscribeError::Stale),
+            "a check made before the removal no longer counts"
+        );
+        a.inbox.take().unwrap();
+        hub.delete_room("den");
+        let gone = frames(&a.inbox);
+        assert_eq!(gone[0]["reason"], "deleted");
+        assert!(!hub.is_subscribed(1, "den"));
+    }
+
+    #[test]
+    fn typing_goes_to_other_users_at_most_every_two_seconds() {
+        let hub = hub();
+        let a = join(&hub, 1, "alice");
+        let a2 = join(&hub, 2, "alice");
+        let b = join(&hub, 3, "bob");
+        for inbox in [&a.inbox, &a2.inbox, &b.inbox] {
+            inbox.take().unwrap();
+        }
+        let now = Instant::now();
+        hub.typing(1, LOBBY, now).unwrap();
+        hub.typing(1, LOBBY, now + Duration::from_millis(500))
+            .unwrap();
+        hub.typing(2, LOBBY, now).unwrap();
+        assert_eq!(types(&b.inbox), ["typing", "typing"]);
+        assert!(
+            a.inbox.is_empty() && a2.inbox.is_empty(),
+            "not to the typist's own sockets"
+        );
+        hub.typing(1, LOBBY, now + TYPING_INTERVAL).unwrap();
+        assert_eq!(types(&b.inbox), ["typing"]);
+        assert_eq!(hub.typing(1, "den", now), Err(NotSubscribed));
+    }
+
+    #[test]
+    fn direct_reaches_both_users_once() {
+        let hub = hub();
+        let a = join(&hub, 1, "alice");
+        let a2 = join(&hub, 2, "alice");
+        let b = join(&hub, 3, "bob");
+        let c = join(&hub, 4, "carol");
+        for inbox in [&a.inbox, &a2.inbox, &b.inbox, &c.inbox] {
+            inbox.take().unwrap();
+        }
+        hub.direct("alice", "bob", "hi");
+        for inbox in [&a.inbox, &a2.inbox, &b.inbox] {
+            assert_eq!(types(inbox), ["direct"]);
+        }
+        assert!(c.inbox.is_empty());
+        hub.direct("alice", "alice", "note");
+        assert_eq!(types(&a.inbox), ["direct"]);
+    }
+
+    #[test]
     fn kick_targets_the_token_only() {
-        let hub = Hub::new(16);
-        let mut a = hub.join(1, "alice", "j1".into(), "s1".into());
-        let mut b = hub.join(2, "alice", "j2".into(), "s2".into());
+        let hub = hub();
+        let mut a = join(&hub, 1, "alice");
+        let mut b = join(&hub, 2, "alice");
         let revoked = |jti: &str| Revoked::Token(jti.into());
         assert_eq!(hub.kick(&revoked("j1"), Kick::Revoked), 1);
         assert_eq!(a.kicked.try_recv().unwrap(), Kick::Revoked);
@@ -262,36 +999,36 @@ mod tests {
         hub.set_token(2, "j3".into(), "s3".into());
         assert_eq!(hub.kick(&revoked("j2"), Kick::Revoked), 0);
         assert_eq!(hub.kick(&Revoked::Session("s2".into()), Kick::Revoked), 0);
-        assert_eq!(hub.kick_user("alice", Kick::Revoked), 1);
-        assert_eq!(b.kicked.try_recv().unwrap(), Kick::Revoked);
+        assert_eq!(hub.kick_user("alice", Kick::Reconnect), 1);
+        assert_eq!(b.kicked.try_recv().unwrap(), Kick::Reconnect);
     }
 
     #[test]
-    fn message_ids_are_unique_and_order_is_shared() {
-        let hub = Hub::new(64);
-        let mut a = hub.join(1, "alice", "j1".into(), "s1".into());
-        let mut b = hub.join(2, "bob", "j2".into(), "s2".into());
-        recv(&mut a.feed); // bob joined
-        for i in 0..10 {
-            hub.publish("alice", &i.to_string());
-        }
-        let ids_a: Vec<_> = (0..10).map(|_| recv(&mut a.feed).unwrap()).collect();
-        let ids_b: Vec<_> = (0..10).map(|_| recv(&mut b.feed).unwrap()).collect();
-        assert_eq!(ids_a, ids_b);
-        let unique: std::collections::HashSet<_> = ids_a.iter().map(|m| m["id"].clone()).collect();
-        assert_eq!(unique.len(), 10);
+    fn the_room_limit_counts_lobby() {
+        let hub = hub();
+        let _a = join(&hub, 1, "alice");
+        let epoch = hub.acl_epoch();
+        hub.subscribe(1, "one", None, epoch).unwrap();
+        hub.subscribe(1, "two", None, epoch).unwrap();
+        assert_eq!(
+            hub.subscribe(1, "three", None, epoch),
+            Err(SubscribeError::TooManyRooms)
+        );
+        hub.subscribe(1, "two", None, epoch).unwrap();
     }
 
     #[test]
-    fn a_lagging_socket_is_told() {
-        let hub = Hub::new(4);
-        let mut a = hub.join(1, "alice", "j1".into(), "s1".into());
+    fn a_slow_socket_overflows() {
+        let hub = Hub::new(HubConfig {
+            queue: 4,
+            recovery_messages: 0,
+            recovery_age: Duration::from_secs(1),
+            max_rooms: 2,
+        });
+        let a = join(&hub, 1, "alice");
         for _ in 0..10 {
-            hub.publish("bob", "x");
+            hub.publish(1, LOBBY, "x").unwrap();
         }
-        assert!(matches!(
-            a.feed.try_recv(),
-            Err(broadcast::error::TryRecvError::Lagged(_))
-        ));
+        assert!(a.inbox.take().is_err());
     }
 }

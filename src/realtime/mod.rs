@@ -1,6 +1,12 @@
-//! What sockets see: who is online, and the broadcast of chat and presence. The local hub today;
-//! rooms and the cross-node engine land here.
+//! What sockets see: rooms and their presence, delivery of messages, direct messages, typing and
+//! events, recovery windows, and targeted closes. The local hub today; the cross-node engine lands
+//! here.
 
 pub mod hub;
+pub mod inbox;
 
-pub use hub::{ConnId, Hub, Joined, Kick};
+pub use hub::{
+    format_id, parse_id, ConnId, Hub, HubConfig, Joined, Kick, NotSubscribed, Published,
+    SubscribeError, Unsubscribed, LOBBY, TYPING_INTERVAL,
+};
+pub use inbox::{Inbox, Overflowed};

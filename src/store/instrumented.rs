@@ -7,8 +7,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketHash, TicketOutcome,
-    TicketRecord, UnixMillis, UserRecord,
+    HistoryEntry, RefreshOutcome, Revoked, RoomRecord, Rotation, SessionRecord, Store, StoreError,
+    TicketHash, TicketOutcome, TicketRecord, UnixMillis, UserRecord,
 };
 use crate::metrics::Metrics;
 
@@ -150,6 +150,65 @@ impl Store for InstrumentedStore {
             self,
             "revoke_user_sessions",
             revoke_user_sessions(username, access_until, now)
+        )
+    }
+
+    async fn create_room(&self, room: RoomRecord) -> Result<(), StoreError> {
+        measured!(self, "create_room", create_room(room))
+    }
+
+    async fn find_room(&self, id: &str) -> Result<Option<RoomRecord>, StoreError> {
+        measured!(self, "find_room", find_room(id))
+    }
+
+    async fn delete_room(&self, id: &str) -> Result<bool, StoreError> {
+        measured!(self, "delete_room", delete_room(id))
+    }
+
+    async fn rooms_visible_to(&self, user: &str) -> Result<Vec<(RoomRecord, bool)>, StoreError> {
+        measured!(self, "rooms_visible_to", rooms_visible_to(user))
+    }
+
+    async fn add_member(&self, room: &str, user: &str) -> Result<(), StoreError> {
+        measured!(self, "add_member", add_member(room, user))
+    }
+
+    async fn remove_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        measured!(self, "remove_member", remove_member(room, user))
+    }
+
+    async fn is_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        measured!(self, "is_member", is_member(room, user))
+    }
+
+    async fn room_members(&self, room: &str) -> Result<Vec<String>, StoreError> {
+        measured!(self, "room_members", room_members(room))
+    }
+
+    async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+        measured!(self, "append_history", append_history(entries))
+    }
+
+    async fn history(
+        &self,
+        stream: &str,
+        before: Option<u64>,
+        limit: usize,
+        not_before: UnixMillis,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        measured!(self, "history", history(stream, before, limit, not_before))
+    }
+
+    async fn history_contains(
+        &self,
+        stream: &str,
+        id: u64,
+        not_before: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        measured!(
+            self,
+            "history_contains",
+            history_contains(stream, id, not_before)
         )
     }
 }

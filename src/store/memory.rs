@@ -5,15 +5,18 @@
 //! ticket consumption atomic). Expired records are dropped by `purge_expired`, which the server's
 //! maintenance task calls (see `startup`); no check relies on it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
 use super::{
-    RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketHash, TicketOutcome,
-    TicketRecord, UnixMillis, UserRecord,
+    HistoryEntry, RefreshOutcome, Revoked, RoomKind, RoomRecord, Rotation, SessionRecord, Store,
+    StoreError, TicketHash, TicketOutcome, TicketRecord, UnixMillis, UserRecord,
 };
+
+/// Entries kept per history stream by default (`WSGATE_HISTORY_MAX_PER_ROOM`).
+pub const DEFAULT_HISTORY_CAP: usize = 10_000;
 
 /// Handle to the in-memory store.
 #[derive(Clone)]
@@ -23,6 +26,8 @@ pub struct MemoryStore {
 
 struct Shared {
     state: Mutex<State>,
+    /// Entries kept per history stream: the oldest go first.
+    history_cap: usize,
 }
 
 #[derive(Default)]
@@ -35,6 +40,15 @@ struct State {
     revoked: HashMap<String, StoredRevocation>,
     /// Login sessions by id, one record each however often they rotate.
     sessions: HashMap<String, StoredSession>,
+    /// Rooms by id, sorted (listing is by id).
+    rooms: BTreeMap<String, StoredRoom>,
+    /// History streams by key, oldest first, ids increasing.
+    history: HashMap<String, VecDeque<HistoryEntry>>,
+}
+
+struct StoredRoom {
+    record: RoomRecord,
+    members: BTreeSet<String>,
 }
 
 struct StoredRevocation {
@@ -60,11 +74,17 @@ struct StoredTicket {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store keeping `DEFAULT_HISTORY_CAP` entries per history stream.
     pub fn new() -> Self {
+        Self::with_history_cap(DEFAULT_HISTORY_CAP)
+    }
+
+    /// An empty store keeping at most `history_cap` entries per history stream.
+    pub fn with_history_cap(history_cap: usize) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
+                history_cap: history_cap.max(1),
             }),
         }
     }
@@ -297,6 +317,135 @@ impl Store for MemoryStore {
             .collect();
         state.revoke_sessions(&sids, access_until, now);
         Ok(sids)
+    }
+    async fn create_room(&self, room: RoomRecord) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state.rooms.contains_key(&room.id) {
+            return Err(StoreError::Duplicate);
+        }
+        let members = room.owner.iter().cloned().collect();
+        state.rooms.insert(
+            room.id.clone(),
+            StoredRoom {
+                record: room,
+                members,
+            },
+        );
+        Ok(())
+    }
+
+    async fn find_room(&self, id: &str) -> Result<Option<RoomRecord>, StoreError> {
+        Ok(self.state().rooms.get(id).map(|r| r.record.clone()))
+    }
+
+    async fn delete_room(&self, id: &str) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        state.history.remove(&super::room_stream(id));
+        Ok(state.rooms.remove(id).is_some())
+    }
+
+    async fn rooms_visible_to(&self, user: &str) -> Result<Vec<(RoomRecord, bool)>, StoreError> {
+        Ok(self
+            .state()
+            .rooms
+            .values()
+            .filter_map(|room| {
+                let member = room.members.contains(user);
+                (member || room.record.kind == RoomKind::Public)
+                    .then(|| (room.record.clone(), member))
+            })
+            .collect())
+    }
+
+    async fn add_member(&self, room: &str, user: &str) -> Result<(), StoreError> {
+        if let Some(room) = self.state().rooms.get_mut(room) {
+            room.members.insert(user.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn remove_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .state()
+            .rooms
+            .get_mut(room)
+            .is_some_and(|room| room.members.remove(user)))
+    }
+
+    async fn is_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .state()
+            .rooms
+            .get(room)
+            .is_some_and(|room| room.members.contains(user)))
+    }
+
+    async fn room_members(&self, room: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .state()
+            .rooms
+            .get(room)
+            .map(|room| room.members.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+        let cap = self.shared.history_cap;
+        let mut state = self.state();
+        for entry in entries {
+            let stream = state.history.entry(entry.stream.clone()).or_default();
+            // Writers append in id order; a retried entry is already there (or was capped away).
+            match stream.back() {
+                Some(last) if last.id >= entry.id => {
+                    let at = stream.partition_point(|e| e.id < entry.id);
+                    if stream.get(at).is_some_and(|e| e.id == entry.id) || stream.len() >= cap {
+                        continue;
+                    }
+                    stream.insert(at, entry.clone());
+                }
+                _ => stream.push_back(entry.clone()),
+            }
+            while stream.len() > cap {
+                stream.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        stream: &str,
+        before: Option<u64>,
+        limit: usize,
+        not_before: UnixMillis,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let state = self.state();
+        let Some(entries) = state.history.get(stream) else {
+            return Ok(Vec::new());
+        };
+        let end = before.map_or(entries.len(), |b| entries.partition_point(|e| e.id < b));
+        Ok(entries
+            .range(..end)
+            .rev()
+            .filter(|e| e.ts >= not_before)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn history_contains(
+        &self,
+        stream: &str,
+        id: u64,
+        not_before: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let state = self.state();
+        Ok(state.history.get(stream).is_some_and(|entries| {
+            let at = entries.partition_point(|e| e.id < id);
+            entries
+                .get(at)
+                .is_some_and(|e| e.id == id && e.ts >= not_before)
+        }))
     }
 }
 

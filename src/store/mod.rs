@@ -148,6 +148,77 @@ pub enum TicketOutcome {
     Unknown,
 }
 
+/// Whether anyone may read a room, or only its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoomKind {
+    /// Any authenticated user may subscribe and read its history.
+    Public,
+    /// Only members; to everyone else the room does not exist.
+    Private,
+}
+
+impl RoomKind {
+    /// `"public"` or `"private"`, as on the wire and in MongoDB.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomKind::Public => "public",
+            RoomKind::Private => "private",
+        }
+    }
+
+    /// Parses the wire form.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "public" => Some(RoomKind::Public),
+            "private" => Some(RoomKind::Private),
+            _ => None,
+        }
+    }
+}
+
+/// A stored room (`lobby` is never stored: it always exists and is built by `rooms`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRecord {
+    /// The id, `^[a-z0-9][a-z0-9_-]{2,31}$`.
+    pub id: String,
+    /// Public or private.
+    pub kind: RoomKind,
+    /// 0 to 100 characters.
+    pub title: String,
+    /// The creator (the registered form of the username); `None` only for `lobby`.
+    pub owner: Option<String>,
+    /// Creation time.
+    pub created_at: UnixMillis,
+}
+
+/// One entry of a history stream: a room's (`room:<id>`) or a direct conversation's
+/// (`direct:<a>:<b>`, see `rooms::direct_stream`). `frame` is the JSON frame exactly as sockets got
+/// it, so history and recovery return the same bytes as live delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The stream key.
+    pub stream: String,
+    /// The message id: increasing within a stream.
+    pub id: u64,
+    /// Server time of acceptance.
+    pub ts: UnixMillis,
+    /// The frame as delivered.
+    pub frame: String,
+}
+
+/// The history stream of a room.
+pub fn room_stream(room: &str) -> String {
+    format!("room:{room}")
+}
+
+/// The history stream of the direct conversation between two users: one stream whichever of
+/// them writes (the lower-cased names, sorted, so the key is the same from both sides).
+pub fn direct_stream(a: &str, b: &str) -> String {
+    let (a, b) = (UserRecord::key_of(a), UserRecord::key_of(b));
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    format!("direct:{low}:{high}")
+}
+
 /// Failures of the storage boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -260,4 +331,51 @@ pub trait Store: Send + Sync + 'static {
         access_until: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<String>, StoreError>;
+    /// Creates a room with its owner as first member, in one step; `StoreError::Duplicate` when the
+    /// id exists.
+    async fn create_room(&self, room: RoomRecord) -> Result<(), StoreError>;
+
+    /// Finds a room by id.
+    async fn find_room(&self, id: &str) -> Result<Option<RoomRecord>, StoreError>;
+
+    /// Deletes a room, its member list and its history; whether it existed.
+    async fn delete_room(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Every public room and every private room `user` is a member of, with whether `user` is on
+    /// the member list, sorted by id.
+    async fn rooms_visible_to(&self, user: &str) -> Result<Vec<(RoomRecord, bool)>, StoreError>;
+
+    /// Puts `user` on the member list of `room` (idempotent).
+    async fn add_member(&self, room: &str, user: &str) -> Result<(), StoreError>;
+
+    /// Takes `user` off the member list of `room`; whether it was on it.
+    async fn remove_member(&self, room: &str, user: &str) -> Result<bool, StoreError>;
+
+    /// Whether `user` is on the member list of `room`.
+    async fn is_member(&self, room: &str, user: &str) -> Result<bool, StoreError>;
+
+    /// The member list of `room`, sorted.
+    async fn room_members(&self, room: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Appends history entries. Idempotent by `(stream, id)`: a batch retried after a partial
+    /// write stores each entry once.
+    async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError>;
+
+    /// Up to `limit` entries of `stream` with an id below `before` (all when `None`) and `ts` at
+    /// or after `not_before` (retention: never trust the TTL monitor), newest first.
+    async fn history(
+        &self,
+        stream: &str,
+        before: Option<u64>,
+        limit: usize,
+        not_before: UnixMillis,
+    ) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Whether `stream` holds an entry with this id (at or after `not_before`).
+    async fn history_contains(
+        &self,
+        stream: &str,
+        id: u64,
+        not_before: UnixMillis,
+    ) -> Result<bool, StoreError>;
 }

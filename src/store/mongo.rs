@@ -25,9 +25,12 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketHash, TicketOutcome,
-    TicketRecord, UnixMillis, UserRecord,
+    HistoryEntry, RefreshOutcome, Revoked, RoomKind, RoomRecord, Rotation, SessionRecord, Store,
+    StoreError, TicketHash, TicketOutcome, TicketRecord, UnixMillis, UserRecord,
 };
+
+/// How long history is kept by default (`WSGATE_HISTORY_DAYS`).
+pub const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// Ticket documents outlive their expiry by this much before the TTL monitor may delete them. Within
 /// that minute the store itself still answers `Expired`/`Used` (the monitor runs about every 60 s, so
@@ -40,6 +43,8 @@ const USERS: &str = "users";
 const TICKETS: &str = "ws_tickets";
 const REVOKED: &str = "revoked_tokens";
 const SESSIONS: &str = "sessions";
+const ROOMS: &str = "rooms";
+const HISTORY: &str = "history";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct UserDoc {
@@ -89,6 +94,59 @@ struct SessionDoc {
     created_at: Option<DateTime>,
 }
 
+/// A room with its member list in one document, so that creating a room with its owner, and every
+/// membership change, is one atomic single-document write. A multikey index on `members` serves
+/// "rooms of this user".
+#[derive(Debug, Serialize, Deserialize)]
+struct RoomDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    kind: String,
+    title: String,
+    owner: Option<String>,
+    created_at: DateTime,
+    /// Left out by projections that do not need it.
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+impl RoomDoc {
+    fn record(self) -> Result<RoomRecord, StoreError> {
+        let kind = RoomKind::parse(&self.kind).ok_or_else(|| StoreError::Rejected {
+            code: None,
+            message: format!("room {} has an unknown kind {:?}", self.id, self.kind),
+        })?;
+        Ok(RoomRecord {
+            id: self.id,
+            kind,
+            title: self.title,
+            owner: self.owner,
+            created_at: self.created_at.timestamp_millis(),
+        })
+    }
+}
+
+/// One history entry; unique by `(stream, id)`, collected by a TTL index on `at`.
+#[derive(Debug, Serialize, Deserialize)]
+struct HistoryDoc {
+    stream: String,
+    /// The message id (BSON has no unsigned integers; ids stay below 2^63).
+    id: i64,
+    at: DateTime,
+    frame: String,
+}
+
+impl From<HistoryDoc> for HistoryEntry {
+    fn from(doc: HistoryDoc) -> Self {
+        HistoryEntry {
+            stream: doc.stream,
+            id: doc.id as u64,
+            ts: doc.at.timestamp_millis(),
+            frame: doc.frame,
+        }
+    }
+}
+
 /// Handle to the MongoDB store. Cheap to clone (the driver's client is a shared pool).
 #[derive(Clone)]
 pub struct MongoStore {
@@ -97,7 +155,10 @@ pub struct MongoStore {
     tickets: Collection<TicketDoc>,
     revoked: Collection<RevokedDoc>,
     sessions: Collection<SessionDoc>,
+    rooms: Collection<RoomDoc>,
+    history: Collection<HistoryDoc>,
     timeout: Duration,
+    history_retention: Duration,
 }
 
 /// The hosts of a connection string, for logs: never the credentials.
@@ -196,6 +257,21 @@ fn is_duplicate(err: &MongoError) -> bool {
     }
 }
 
+/// Whether every failure of an unordered bulk insert is a duplicate key (and nothing else failed).
+fn only_duplicates(err: &MongoError) -> bool {
+    const DUPLICATE_KEY: i32 = 11000;
+    match err.kind.as_ref() {
+        ErrorKind::InsertMany(e) => {
+            e.write_concern_error.is_none()
+                && e.write_errors
+                    .as_ref()
+                    .is_some_and(|w| !w.is_empty() && w.iter().all(|w| w.code == DUPLICATE_KEY))
+        }
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
 /// A TTL index on `expires_at` that lets the monitor delete a document as soon as it expires.
 fn ttl_index() -> IndexModel {
     IndexModel::builder()
@@ -217,6 +293,16 @@ impl MongoStore {
     /// Connects, checks the server answers, and creates the indexes (idempotent). `timeout` bounds
     /// server selection, connection and every later operation.
     pub async fn connect(uri: &str, db: &str, timeout: Duration) -> Result<Self, StoreError> {
+        Self::connect_with_retention(uri, db, timeout, DEFAULT_HISTORY_RETENTION).await
+    }
+
+    /// `connect`, with history kept for `history_retention` (the TTL index on `history.at`).
+    pub async fn connect_with_retention(
+        uri: &str,
+        db: &str,
+        timeout: Duration,
+        history_retention: Duration,
+    ) -> Result<Self, StoreError> {
         let mut options = ClientOptions::parse(uri)
             .await
             .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB URI: {e}")))?;
@@ -241,9 +327,13 @@ impl MongoStore {
             users: db.collection_with_options(USERS, durable.clone()),
             tickets: db.collection(TICKETS),
             revoked: db.collection_with_options(REVOKED, durable.clone()),
-            sessions: db.collection_with_options(SESSIONS, durable),
+            sessions: db.collection_with_options(SESSIONS, durable.clone()),
+            rooms: db.collection_with_options(ROOMS, durable),
+            // History is batched and retried by its writer; one acknowledgement is enough.
+            history: db.collection(HISTORY),
             db,
             timeout,
+            history_retention,
         };
         store
             .ping()
@@ -299,7 +389,57 @@ impl MongoStore {
             )
             .build();
         self.bounded(self.sessions.create_index(by_user)).await?;
-        Ok(())
+        let by_member = IndexModel::builder()
+            .keys(doc! {"members": 1})
+            .options(IndexOptions::builder().name("members".to_string()).build())
+            .build();
+        self.bounded(self.rooms.create_index(by_member)).await?;
+        let by_kind = IndexModel::builder()
+            .keys(doc! {"kind": 1, "_id": 1})
+            .options(IndexOptions::builder().name("kind_id".to_string()).build())
+            .build();
+        self.bounded(self.rooms.create_index(by_kind)).await?;
+        let by_stream = IndexModel::builder()
+            .keys(doc! {"stream": 1, "id": -1})
+            .options(
+                IndexOptions::builder()
+                    .unique(true)
+                    .name("stream_id".to_string())
+                    .build(),
+            )
+            .build();
+        self.bounded(self.history.create_index(by_stream)).await?;
+        self.history_ttl_index().await
+    }
+
+    /// The TTL index collecting history after the retention. An existing index with another
+    /// retention is changed in place (`collMod`); reads filter by age themselves, so a database
+    /// that cannot change it only keeps entries longer, never shows them.
+    async fn history_ttl_index(&self) -> Result<(), StoreError> {
+        const NAME: &str = "at_ttl";
+        let ttl = IndexModel::builder()
+            .keys(doc! {"at": 1})
+            .options(
+                IndexOptions::builder()
+                    .expire_after(self.history_retention)
+                    .name(NAME.to_string())
+                    .build(),
+            )
+            .build();
+        match self.bounded(self.history.create_index(ttl)).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Rejected { .. }) => {
+                let change = doc! {
+                    "collMod": HISTORY,
+                    "index": {"name": NAME, "expireAfterSeconds": self.history_retention.as_secs() as i64},
+                };
+                if let Err(err) = self.bounded(self.db.run_command(change)).await {
+                    tracing::warn!(%err, "could not change the retention of the history TTL index");
+                }
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// Runs a driver call with the store's deadline; a failure is sorted by `classify`, no answer in
@@ -564,6 +704,162 @@ impl Store for MongoStore {
         let sids = self.session_ids(self.sessions.find(filter)).await?;
         self.revoke_sessions(&sids, access_until, now).await?;
         Ok(sids)
+    }
+
+    async fn create_room(&self, room: RoomRecord) -> Result<(), StoreError> {
+        let doc = RoomDoc {
+            members: room.owner.iter().cloned().collect(),
+            id: room.id,
+            kind: room.kind.as_str().to_owned(),
+            title: room.title,
+            owner: room.owner,
+            created_at: DateTime::from_millis(room.created_at),
+        };
+        self.insert(&self.rooms, doc).await
+    }
+
+    async fn find_room(&self, id: &str) -> Result<Option<RoomRecord>, StoreError> {
+        // The member list can be long and is not needed here.
+        let found = self
+            .bounded(
+                self.rooms
+                    .find_one(doc! {"_id": id})
+                    .projection(doc! {"members": 0}),
+            )
+            .await?;
+        found.map(RoomDoc::record).transpose()
+    }
+
+    async fn delete_room(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .bounded(self.rooms.delete_one(doc! {"_id": id}))
+            .await?;
+        self.bounded(
+            self.history
+                .delete_many(doc! {"stream": super::room_stream(id)}),
+        )
+        .await?;
+        Ok(deleted.deleted_count > 0)
+    }
+
+    async fn rooms_visible_to(&self, user: &str) -> Result<Vec<(RoomRecord, bool)>, StoreError> {
+        use futures_util::TryStreamExt;
+        let cursor = self
+            .bounded(
+                self.rooms
+                    .find(doc! {"$or": [{"kind": "public"}, {"members": user}]})
+                    .sort(doc! {"_id": 1}),
+            )
+            .await?;
+        let docs: Vec<RoomDoc> = self.bounded(cursor.try_collect()).await?;
+        docs.into_iter()
+            .map(|doc| {
+                let member = doc.members.iter().any(|m| m == user);
+                doc.record().map(|room| (room, member))
+            })
+            .collect()
+    }
+
+    async fn add_member(&self, room: &str, user: &str) -> Result<(), StoreError> {
+        self.bounded(
+            self.rooms
+                .update_one(doc! {"_id": room}, doc! {"$addToSet": {"members": user}}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn remove_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        let updated = self
+            .bounded(
+                self.rooms
+                    .update_one(doc! {"_id": room}, doc! {"$pull": {"members": user}}),
+            )
+            .await?;
+        Ok(updated.modified_count > 0)
+    }
+
+    async fn is_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        let found = self
+            .bounded(
+                self.rooms
+                    .count_documents(doc! {"_id": room, "members": user}),
+            )
+            .await?;
+        Ok(found > 0)
+    }
+
+    async fn room_members(&self, room: &str) -> Result<Vec<String>, StoreError> {
+        let found = self
+            .bounded(self.rooms.find_one(doc! {"_id": room}))
+            .await?;
+        let mut members = found.map(|r| r.members).unwrap_or_default();
+        members.sort_unstable();
+        Ok(members)
+    }
+
+    async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let docs = entries.iter().map(|e| HistoryDoc {
+            stream: e.stream.clone(),
+            id: e.id as i64,
+            at: DateTime::from_millis(e.ts),
+            frame: e.frame.clone(),
+        });
+        // Unordered: one duplicate (an entry a failed batch did write) does not stop the rest, and
+        // a batch whose only failures are duplicates is fully stored.
+        let insert = self.history.insert_many(docs).ordered(false).into_future();
+        match tokio::time::timeout(self.timeout, insert).await {
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) if only_duplicates(&err) => Ok(()),
+            Ok(Err(err)) => Err(classify(err)),
+        }
+    }
+
+    async fn history(
+        &self,
+        stream: &str,
+        before: Option<u64>,
+        limit: usize,
+        not_before: UnixMillis,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        use futures_util::TryStreamExt;
+        let mut filter = doc! {"stream": stream, "at": {"$gte": DateTime::from_millis(not_before)}};
+        if let Some(before) = before {
+            filter.insert("id", doc! {"$lt": before as i64});
+        }
+        let cursor = self
+            .bounded(
+                self.history
+                    .find(filter)
+                    .sort(doc! {"id": -1})
+                    .limit(limit as i64),
+            )
+            .await?;
+        let docs: Vec<HistoryDoc> = self.bounded(cursor.try_collect()).await?;
+        Ok(docs.into_iter().map(HistoryEntry::from).collect())
+    }
+
+    async fn history_contains(
+        &self,
+        stream: &str,
+        id: u64,
+        not_before: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let found = self
+            .bounded(self.history.count_documents(doc! {
+                "stream": stream,
+                "id": id as i64,
+                "at": {"$gte": DateTime::from_millis(not_before)},
+            }))
+            .await?;
+        Ok(found > 0)
     }
 }
 

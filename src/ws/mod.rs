@@ -75,6 +75,7 @@ impl From<Kick> for CloseReason {
     fn from(kick: Kick) -> Self {
         match kick {
             Kick::Revoked => CloseReason::TokenRevoked,
+            Kick::Reconnect => CloseReason::Reconnect,
         }
     }
 }

@@ -220,6 +220,38 @@ impl Gateway {
         .await
     }
 
+    /// GETs with a bearer token.
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> Result<Reply> {
+        self.request(reqwest::Method::GET, path, None, bearer).await
+    }
+
+    /// PUTs with no body.
+    pub async fn put_empty(&self, path: &str, bearer: Option<&str>) -> Result<Reply> {
+        self.request(reqwest::Method::PUT, path, None, bearer).await
+    }
+
+    /// DELETEs.
+    pub async fn delete(&self, path: &str, bearer: Option<&str>) -> Result<Reply> {
+        self.request(reqwest::Method::DELETE, path, None, bearer)
+            .await
+    }
+
+    /// Creates a room owned by `owner` (a unique id from `prefix`); its id.
+    pub async fn create_room(&self, owner: &User, prefix: &str, kind: &str) -> Result<String> {
+        let id = unique_name(prefix).to_ascii_lowercase().replace('_', "-");
+        let reply = self
+            .post(
+                "/api/rooms",
+                serde_json::json!({"id": id, "kind": kind, "title": prefix}),
+                Some(&owner.token),
+            )
+            .await?;
+        if reply.status != 201 {
+            bail!("creating room {id}: {} {}", reply.status, reply.body);
+        }
+        Ok(id)
+    }
+
     /// POSTs with no body (logout, ws-ticket).
     pub async fn post_empty(&self, path: &str, bearer: Option<&str>) -> Result<Reply> {
         self.request(reqwest::Method::POST, path, None, bearer)
@@ -345,7 +377,11 @@ impl Gateway {
                 .insert("origin", HeaderValue::from_str(origin)?);
         }
         match tokio_tungstenite::connect_async(request).await {
-            Ok((ws, _)) => Ok(Upgrade::Open(Box::new(Socket { ws, focus: None }))),
+            Ok((ws, _)) => Ok(Upgrade::Open(Box::new(Socket {
+                ws,
+                focus: None,
+                pace: None,
+            }))),
             Err(WsError::Http(resp)) => {
                 let status = resp.status().as_u16();
                 let retry_after = resp
@@ -376,10 +412,19 @@ impl Gateway {
 
     /// Mints a ticket, upgrades, authenticates; returns the socket and its `auth_ok`.
     pub async fn connect(&self, user: &User) -> Result<(Socket, Value)> {
+        self.connect_since(user, None).await
+    }
+
+    /// `connect`, recovering `lobby` from after `since`.
+    pub async fn connect_since(&self, user: &User, since: Option<&str>) -> Result<(Socket, Value)> {
         let ticket = self.ticket(&user.token).await?;
         let mut socket = self.upgrade(&ticket).await?.open()?;
         socket.focus(&[&user.name]);
-        socket.auth(&user.token).await?;
+        let mut auth = serde_json::json!({"type": "auth", "token": user.token});
+        if let Some(since) = since {
+            auth["since"] = since.into();
+        }
+        socket.send_json(auth).await?;
         let ok = socket.recv().await?;
         if ok["type"] != "auth_ok" {
             bail!("expected auth_ok, got {ok}");
@@ -394,6 +439,9 @@ pub struct Socket {
     /// When set, frames about other users (`user`/`from` not listed) are skipped: a scenario run
     /// against a shared server must not trip over other clients' chat and presence.
     focus: Option<Vec<String>>,
+    /// When set, sends are spaced at least this far apart (and the last send's time): scenarios
+    /// that send many frames stay under the server's per-socket rate limit.
+    pace: Option<(Duration, tokio::time::Instant)>,
 }
 
 /// What a socket saw while waiting.
@@ -422,13 +470,22 @@ impl Socket {
         };
         let about = frame["type"]
             .as_str()
-            .filter(|t| matches!(*t, "joined" | "left" | "message"))
+            .filter(|t| matches!(*t, "joined" | "left" | "message" | "typing" | "direct"))
             .and_then(|_| frame["user"].as_str().or(frame["from"].as_str()));
         about.is_none_or(|user| focus.iter().any(|f| f == user))
     }
 
+    /// Spaces this socket's sends at least `interval` apart from now on.
+    pub fn pace(&mut self, interval: Duration) {
+        self.pace = Some((interval, tokio::time::Instant::now() - interval));
+    }
+
     /// Sends a text frame.
     pub async fn send_text(&mut self, text: impl Into<String>) -> Result<()> {
+        if let Some((interval, last)) = &mut self.pace {
+            tokio::time::sleep_until(*last + *interval).await;
+            *last = tokio::time::Instant::now();
+        }
         self.ws.send(Message::Text(text.into().into())).await?;
         Ok(())
     }
@@ -448,6 +505,29 @@ impl Socket {
     pub async fn auth(&mut self, token: &str) -> Result<()> {
         self.send_json(json!({"type": "auth", "token": token}))
             .await
+    }
+
+    /// Sends a chat message to a room.
+    pub async fn say_in(&mut self, room: &str, text: &str) -> Result<()> {
+        self.send_json(json!({"type": "message", "room": room, "text": text}))
+            .await
+    }
+
+    /// Subscribes (recovering from `since` when given) and returns the `subscribed` frame, or
+    /// the error frame that refused it.
+    pub async fn subscribe(&mut self, room: &str, since: Option<&str>) -> Result<Value> {
+        let mut frame = json!({"type": "subscribe", "room": room});
+        if let Some(since) = since {
+            frame["since"] = since.into();
+        }
+        self.send_json(frame).await?;
+        loop {
+            let reply = self.recv().await?;
+            let kind = reply["type"].as_str().unwrap_or("");
+            if (kind == "subscribed" || kind == "error") && reply["room"] == room {
+                return Ok(reply);
+            }
+        }
     }
 
     /// Sends a chat message.

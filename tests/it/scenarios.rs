@@ -20,6 +20,8 @@ enum Backend {
 /// Access-token lifetime for scenarios that wait for expiry, and the `token_expiring` lead time.
 const SHORT_JWT: &str = "3";
 const SHORT_WARNING: &str = "2";
+/// The server API key of the in-process servers.
+const API_KEY: &str = "scenario-api-key-scenario-api-key-0123";
 
 async fn run(name: &str, backend: Backend) {
     let scenario = scenarios::all()
@@ -28,7 +30,16 @@ async fn run(name: &str, backend: Backend) {
         .expect("scenario exists");
     // Registration is limited to 10 a minute per IP by default; the contract scenario alone makes more
     // (its invalid attempts count too). The limit itself is tested in `server`.
-    let mut extra = vec!["--rate-register-per-min", "100"];
+    let mut extra = vec![
+        "--rate-register-per-min",
+        "100",
+        "--api-key",
+        API_KEY,
+        "--recovery-messages",
+        "20",
+        "--max-rooms-per-socket",
+        "8",
+    ];
     if scenario.needs == Needs::ShortJwt {
         extra.extend([
             "--jwt-ttl-secs",
@@ -50,6 +61,9 @@ async fn run(name: &str, backend: Backend) {
         auth_timeout: Duration::from_millis(1000),
         leeway: Duration::ZERO,
         max_wait: Duration::from_secs(15),
+        api_key: Some(API_KEY.into()),
+        recovery_messages: 20,
+        max_rooms: 8,
     });
     match (scenario.run)(ctx).await {
         Ok(Outcome::Pass) => {}

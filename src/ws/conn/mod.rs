@@ -2,8 +2,8 @@
 //! close (`close`). Every data frame leaves through `writer`.
 //!
 //! One task owns the socket and drives everything with one `select!`: frames from the client, the
-//! broadcast feed, revocation, token expiry, heartbeat and shutdown. No second task, no per-socket
-//! channel beyond the shared broadcast ring: an idle socket costs one small future.
+//! socket's inbox (what the hub addressed to it), revocation, token expiry, heartbeat and shutdown.
+//! No second task, no channel: an idle socket costs one small future and an empty inbox.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,6 @@ mod writer;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -24,12 +23,13 @@ use crate::clock::now_millis;
 use crate::metrics::Held;
 use crate::protocol::{ClientFrame, CloseReason, ServerFrame, MAX_MESSAGE_CHARS};
 use crate::ratelimit::{ControlBudget, MessageLimiter, MessageVerdict};
-use crate::realtime::ConnId;
+use crate::realtime::{ConnId, NotSubscribed, SubscribeError, LOBBY};
+use crate::rooms::RoomError;
 use crate::state::App;
 pub(crate) use writer::encode_frame;
 use writer::{write_frames, WriteFailed, OPCODE_PING, OPCODE_TEXT};
 
-/// Broadcast frames written per flush at most: pending frames leave in one write, but one busy
+/// Queued frames written per write at most: pending frames leave in few writes, but one busy
 /// socket cannot starve its own reads for long.
 const WRITE_BATCH: usize = 64;
 
@@ -73,11 +73,11 @@ where
     let authenticated = await_auth(&app, &mut ws, &ticket_user, &mut control).await;
     drop(pending);
     let ending = match authenticated {
-        Ok(claims) => {
+        Ok((claims, since)) => {
             tracing::Span::current().record("user", claims.sub.as_str());
             tracing::info!("socket authenticated");
             let _authenticated = Held::new(&app.metrics.sockets_authenticated);
-            let (joined, _membership) = Membership::join(&app, conn, &claims);
+            let (joined, _membership) = Membership::join(&app, conn, &claims, since.as_deref());
             Session::new(&app, conn, claims, control)
                 .run(&mut ws, joined)
                 .await
@@ -107,11 +107,21 @@ struct Membership<'a> {
 }
 
 impl<'a> Membership<'a> {
-    /// Joins the hub: what the socket gets, and the guard that leaves again.
-    fn join(app: &'a App, conn: ConnId, claims: &Claims) -> (crate::realtime::Joined, Self) {
-        let joined = app
-            .hub
-            .join(conn, &claims.sub, claims.jti.clone(), claims.sid.clone());
+    /// Joins the hub (and `lobby`, recovering from `since`): what the socket gets, and the guard
+    /// that leaves again.
+    fn join(
+        app: &'a App,
+        conn: ConnId,
+        claims: &Claims,
+        since: Option<&str>,
+    ) -> (crate::realtime::Joined, Self) {
+        let joined = app.hub.join(
+            conn,
+            &claims.sub,
+            claims.jti.clone(),
+            claims.sid.clone(),
+            since,
+        );
         (joined, Self { app, conn })
     }
 }
@@ -132,13 +142,13 @@ async fn check_token(app: &App, token: &str, user: &str) -> Result<Claims, Close
 }
 
 /// PENDING: waits for the first data frame, which must be `{"type":"auth","token":JWT}` of the ticket's
-/// user.
+/// user (with an optional `since` for `lobby`).
 async fn await_auth<S>(
     app: &App,
     ws: &mut WebSocketStream<S>,
     ticket_user: &str,
     control: &mut ControlBudget,
-) -> Result<Claims, Ending>
+) -> Result<(Claims, Option<String>), Ending>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -161,12 +171,13 @@ where
             Some(Ok(Message::Binary(_))) => return Err(CloseReason::BadRequest.into()),
             Some(Ok(Message::Text(text))) => text,
         };
-        let Ok(ClientFrame::Auth { token }) = ClientFrame::from_json(&text) else {
+        let Ok(ClientFrame::Auth { token, since }) = ClientFrame::from_json(&text) else {
             return Err(CloseReason::BadRequest.into());
         };
-        return check_token(app, &token, ticket_user)
-            .await
-            .map_err(Ending::from);
+        return match check_token(app, &token, ticket_user).await {
+            Ok(claims) => Ok((claims, since)),
+            Err(reason) => Err(reason.into()),
+        };
     }
 }
 
@@ -187,6 +198,30 @@ fn read_error(err: WsError) -> Ending {
             tracing::debug!(%err, "read failed");
             Ending::ByPeer
         }
+    }
+}
+
+/// Whether a message text is acceptable: the error code and message when not.
+fn check_text(text: &str) -> Result<(), (&'static str, &'static str)> {
+    let chars = text.chars().count();
+    if chars == 0 {
+        Err(("bad_request", "a message needs text"))
+    } else if chars > MAX_MESSAGE_CHARS {
+        Err(("too_long", "a message has at most 2000 characters"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The error frame for a refused room or user lookup.
+fn room_refusal(err: RoomError) -> (&'static str, &'static str) {
+    match err {
+        RoomError::UnknownUser => ("unknown_user", "no such user"),
+        RoomError::Store(err) => {
+            tracing::warn!(%err, "store failed during a socket request");
+            ("unavailable", "the store did not answer, retry")
+        }
+        _ => ("unknown_room", "no such room"),
     }
 }
 
@@ -255,7 +290,8 @@ impl<'a> Session<'a> {
     {
         let crate::realtime::Joined {
             users,
-            mut feed,
+            recovered,
+            inbox,
             mut kicked,
         } = joined;
         // Serialized at once, so neither the presence list nor the frame stays in this future.
@@ -263,6 +299,7 @@ impl<'a> Session<'a> {
             user: &self.claims.sub,
             expires_at: self.claims.exp,
             users,
+            recovered,
         }
         .to_json();
         // Boxed, like every write of this loop: a write's future (its timers and buffers) would
@@ -314,16 +351,15 @@ impl<'a> Session<'a> {
                     }
                     timer.as_mut().reset(timers.next());
                 }
-                frame = feed.recv() => match frame {
-                    Ok(frame) => {
+                _ = inbox.ready() => match inbox.take() {
+                    Ok(frames) => {
                         // Boxed (here and for frames below): the futures of these rare-per-socket
                         // paths would otherwise be part of every idle socket's resident state.
-                        if let Err(failed) = Box::pin(self.write_batch(ws, frame, &mut feed)).await {
+                        if let Err(failed) = Box::pin(self.write_queued(ws, frames)).await {
                             return failed.into();
                         }
                     }
-                    Err(RecvError::Lagged(_)) => return CloseReason::SlowConsumer.into(),
-                    Err(RecvError::Closed) => return CloseReason::ServerShutdown.into(),
+                    Err(crate::realtime::Overflowed) => return CloseReason::SlowConsumer.into(),
                 },
                 frame = ws.next() => {
                     self.last_heard = Instant::now();
@@ -372,61 +408,165 @@ impl<'a> Session<'a> {
             MessageVerdict::Flood => return Err(CloseReason::RateLimited.into()),
         }
         let frame = text.and_then(|t| ClientFrame::from_json(&t).ok());
-        match frame {
-            None => {
-                self.reply_error(
+        let Some(frame) = frame else {
+            return self
+                .reply_error(
                     ws,
                     "bad_request",
-                    "frames must be JSON text: message or refresh",
+                    "frames must be JSON text: message, subscribe, unsubscribe, typing, direct or refresh",
                 )
-                .await
-            }
-            Some(ClientFrame::Auth { .. }) => {
+                .await;
+        };
+        match frame {
+            ClientFrame::Auth { .. } => {
                 self.reply_error(ws, "bad_request", "this socket is already authenticated")
                     .await
             }
-            Some(ClientFrame::Message { text }) => {
-                let chars = text.chars().count();
-                if chars == 0 {
-                    self.reply_error(ws, "bad_request", "a message needs text")
-                        .await
-                } else if chars > MAX_MESSAGE_CHARS {
-                    self.reply_error(ws, "too_long", "a message has at most 2000 characters")
-                        .await
-                } else {
-                    self.app.metrics.messages_received.inc();
-                    self.app.hub.publish(&self.claims.sub, &text);
-                    Ok(None)
+            ClientFrame::Message { room, text } => {
+                let room = room.as_deref().unwrap_or(LOBBY);
+                if let Err((code, message)) = check_text(&text) {
+                    return self.refuse(ws, code, message, Some(room), None).await;
+                }
+                match self.app.hub.publish(self.conn, room, &text) {
+                    Ok(published) => {
+                        self.app.metrics.messages_received.inc();
+                        self.app.history.record(published.entry);
+                        Ok(None)
+                    }
+                    Err(NotSubscribed) => self.not_subscribed(ws, room).await,
                 }
             }
-            Some(ClientFrame::Refresh { token }) => {
-                let claims = match check_token(self.app, &token, &self.claims.sub).await {
-                    Ok(claims) => claims,
-                    // The store could not check the new token; the current one is still good,
-                    // so the socket stays, and the client may try again.
-                    Err(CloseReason::StoreUnavailable | CloseReason::Internal) => {
-                        return self
-                            .reply_error(
-                                ws,
-                                "store_unavailable",
-                                "could not check the token, retry",
-                            )
-                            .await
+            ClientFrame::Subscribe { room, since } => {
+                self.subscribe(ws, &room, since.as_deref()).await
+            }
+            ClientFrame::Unsubscribe { room } => {
+                self.app.hub.unsubscribe(self.conn, &room);
+                Ok(None)
+            }
+            ClientFrame::Typing { room } => {
+                match self.app.hub.typing(self.conn, &room, Instant::now()) {
+                    Ok(()) => Ok(None),
+                    Err(NotSubscribed) => self.not_subscribed(ws, &room).await,
+                }
+            }
+            ClientFrame::Direct { to, text } => {
+                if let Err((code, message)) = check_text(&text) {
+                    return self.refuse(ws, code, message, None, Some(&to)).await;
+                }
+                let to_user = match crate::rooms::resolve_user(self.app, &to).await {
+                    Ok(user) => user,
+                    Err(err) => {
+                        let (code, message) = room_refusal(err);
+                        return self.refuse(ws, code, message, None, Some(&to)).await;
                     }
-                    Err(reason) => return Err(reason.into()),
                 };
-                self.app
-                    .hub
-                    .set_token(self.conn, claims.jti.clone(), claims.sid.clone());
-                self.claims = claims;
-                let reply = ServerFrame::Refreshed {
-                    expires_at: self.claims.exp,
-                };
-                self.write(ws, reply.to_json()).await?;
-                tracing::debug!("token refreshed in band");
-                Ok(Some(self.token_deadline()))
+                let published = self.app.hub.direct(&self.claims.sub, &to_user, &text);
+                self.app.metrics.messages_received.inc();
+                self.app.history.record(published.entry);
+                Ok(None)
+            }
+            ClientFrame::Refresh { token } => self.refresh(ws, &token).await,
+        }
+    }
+
+    /// `subscribe`: the access check (the store), then the hub. A removal or deletion between the
+    /// two makes the hub refuse (`Stale`), and the check runs again.
+    async fn subscribe<S>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+        room: &str,
+        since: Option<&str>,
+    ) -> Result<Option<Instant>, Ending>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        for _ in 0..3 {
+            let epoch = self.app.hub.acl_epoch();
+            if let Err(err) = crate::rooms::may_subscribe(self.app, &self.claims.sub, room).await {
+                let (code, message) = room_refusal(err);
+                return self.refuse(ws, code, message, Some(room), None).await;
+            }
+            match self.app.hub.subscribe(self.conn, room, since, epoch) {
+                Ok(()) | Err(SubscribeError::Gone) => return Ok(None),
+                Err(SubscribeError::TooManyRooms) => {
+                    let message = "this socket is subscribed to as many rooms as it may be";
+                    return self
+                        .refuse(ws, "too_many_rooms", message, Some(room), None)
+                        .await;
+                }
+                Err(SubscribeError::Stale) => continue,
             }
         }
+        let message = "the room's members are changing, retry";
+        self.refuse(ws, "unavailable", message, Some(room), None)
+            .await
+    }
+
+    /// `refresh`: swaps the socket's token for a fresher one of the same user.
+    async fn refresh<S>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+        token: &str,
+    ) -> Result<Option<Instant>, Ending>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let claims = match check_token(self.app, token, &self.claims.sub).await {
+            Ok(claims) => claims,
+            // The store could not check the new token; the current one is still good,
+            // so the socket stays, and the client may try again.
+            Err(CloseReason::StoreUnavailable | CloseReason::Internal) => {
+                return self
+                    .reply_error(ws, "store_unavailable", "could not check the token, retry")
+                    .await
+            }
+            Err(reason) => return Err(reason.into()),
+        };
+        self.app
+            .hub
+            .set_token(self.conn, claims.jti.clone(), claims.sid.clone());
+        self.claims = claims;
+        let reply = ServerFrame::Refreshed {
+            expires_at: self.claims.exp,
+        };
+        self.write(ws, reply.to_json()).await?;
+        tracing::debug!("token refreshed in band");
+        Ok(Some(self.token_deadline()))
+    }
+
+    async fn not_subscribed<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        room: &str,
+    ) -> Result<Option<Instant>, Ending>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let message = "this socket is not subscribed to the room";
+        self.refuse(ws, "not_subscribed", message, Some(room), None)
+            .await
+    }
+
+    /// An error frame naming the room or user of the refused request.
+    async fn refuse<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        code: &str,
+        message: &str,
+        room: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Option<Instant>, Ending>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let frame = ServerFrame::Error {
+            code,
+            message,
+            room,
+            to,
+        };
+        self.write(ws, frame.to_json()).await?;
+        Ok(None)
     }
 
     async fn reply_error<S>(
@@ -438,9 +578,7 @@ impl<'a> Session<'a> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let frame = ServerFrame::Error { code, message };
-        self.write(ws, frame.to_json()).await?;
-        Ok(None)
+        self.refuse(ws, code, message, None, None).await
     }
 
     /// Sends one text frame.
@@ -456,31 +594,26 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Writes `first` and whatever else is already pending in the feed, in one write.
-    async fn write_batch<S>(
+    /// Writes the frames the inbox held, up to `WRITE_BATCH` per write.
+    async fn write_queued<S>(
         &self,
         ws: &mut WebSocketStream<S>,
-        first: Utf8Bytes,
-        feed: &mut tokio::sync::broadcast::Receiver<Utf8Bytes>,
+        mut frames: std::collections::VecDeque<Utf8Bytes>,
     ) -> Result<(), WriteFailed>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut out = Vec::with_capacity(first.len() + 10);
-        encode_frame(&mut out, OPCODE_TEXT, first.as_bytes());
-        drop(first);
-        let mut frames = 1;
-        while frames < WRITE_BATCH {
-            match feed.try_recv() {
-                Ok(frame) => encode_frame(&mut out, OPCODE_TEXT, frame.as_bytes()),
-                Err(TryRecvError::Lagged(_)) => return Err(WriteFailed::Slow),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        while !frames.is_empty() {
+            let batch = frames.len().min(WRITE_BATCH);
+            let size: usize = frames.iter().take(batch).map(|f| f.len() + 10).sum();
+            let mut out = Vec::with_capacity(size);
+            for frame in frames.drain(..batch) {
+                encode_frame(&mut out, OPCODE_TEXT, frame.as_bytes());
             }
-            frames += 1;
+            self.write_raw(ws, out).await?;
+            // One atomic add per write, however many frames it carried.
+            self.app.metrics.frames_delivered.inc_by(batch as u64);
         }
-        self.write_raw(ws, out).await?;
-        // One atomic add per write, however many frames it carried.
-        self.app.metrics.frames_delivered.inc_by(frames as u64);
         Ok(())
     }
 

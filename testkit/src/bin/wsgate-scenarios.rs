@@ -10,14 +10,19 @@ use wsgate_testkit::Gateway;
 
 const USAGE: &str =
     "usage: wsgate-scenarios --url URL [--only NAME[,NAME…]] [--auth-timeout-ms MS] \
-[--jwt-leeway-secs S] [--max-wait-secs S] [--list]
+[--jwt-leeway-secs S] [--max-wait-secs S] [--recovery-messages N] [--max-rooms N] [--list]
 
   --url              the server, e.g. http://127.0.0.1:8080
   --only             run only these scenarios
   --auth-timeout-ms  the server's WSGATE_AUTH_TIMEOUT_MS (default 10000)
   --jwt-leeway-secs  the server's WSGATE_JWT_LEEWAY_SECS (default 5)
   --max-wait-secs    longest wait for a TTL to run out; longer ones are skipped (default 40)
-  --list             print the scenario names and exit";
+  --recovery-messages the server's WSGATE_RECOVERY_MESSAGES (default 1000)
+  --max-rooms        the server's WSGATE_MAX_ROOMS_PER_SOCKET (default 100)
+  --list             print the scenario names and exit
+
+The server API scenario needs the server's key in the environment as WSGATE_SCENARIO_API_KEY
+(never on the command line, where `ps` would show it); without it, it is skipped.";
 
 struct Args {
     url: String,
@@ -25,6 +30,8 @@ struct Args {
     auth_timeout: Duration,
     leeway: Duration,
     max_wait: Duration,
+    recovery_messages: usize,
+    max_rooms: usize,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -34,6 +41,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         auth_timeout: Duration::from_millis(10_000),
         leeway: Duration::from_secs(5),
         max_wait: Duration::from_secs(40),
+        recovery_messages: 1000,
+        max_rooms: 100,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +68,8 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--auth-timeout-ms" => args.auth_timeout = Duration::from_millis(number()?),
             "--jwt-leeway-secs" => args.leeway = Duration::from_secs(number()?),
             "--max-wait-secs" => args.max_wait = Duration::from_secs(number()?),
+            "--recovery-messages" => args.recovery_messages = number()? as usize,
+            "--max-rooms" => args.max_rooms = number()? as usize,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -90,6 +101,11 @@ async fn main() -> ExitCode {
         auth_timeout: args.auth_timeout,
         leeway: args.leeway,
         max_wait: args.max_wait,
+        api_key: std::env::var("WSGATE_SCENARIO_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty()),
+        recovery_messages: args.recovery_messages,
+        max_rooms: args.max_rooms,
     });
     let selected: Vec<_> = scenarios::all()
         .into_iter()

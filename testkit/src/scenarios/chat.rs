@@ -80,7 +80,7 @@ pub(super) async fn presence_snapshot_and_deltas(ctx: Arc<Ctx>) -> Result<Outcom
     );
     let joined = a.recv().await?;
     ensure!(
-        joined == json!({"type": "joined", "user": bob.name}),
+        joined == json!({"type": "joined", "room": "lobby", "user": bob.name}),
         "{joined}"
     );
     // Bob's second socket announces nothing, and leaving with it announces nothing.
@@ -95,7 +95,10 @@ pub(super) async fn presence_snapshot_and_deltas(ctx: Arc<Ctx>) -> Result<Outcom
     );
     b1.close().await?;
     let left = a.recv().await?;
-    ensure!(left == json!({"type": "left", "user": bob.name}), "{left}");
+    ensure!(
+        left == json!({"type": "left", "room": "lobby", "user": bob.name}),
+        "{left}"
+    );
     Ok(Outcome::Pass)
 }
 

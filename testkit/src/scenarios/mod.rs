@@ -1,18 +1,21 @@
 //! The scenario suite: every behaviour of the wire contract, written once against a server URL, run by
 //! `cargo test` (in-process server) and by `scripts/scenarios.sh --url URL` (any running wsgate).
 //!
-//! The scenarios live in files by subject (`accounts`, `upgrade`, `pending`, `chat`, `sessions`);
+//! The scenarios live in files by subject (`accounts`, `upgrade`, `pending`, `chat`, `sessions`,
+//! `rooms`);
 //! `with_scenarios!` below is the one list, in the same groups, that both runners use.
 
 mod accounts;
 mod chat;
 mod pending;
+mod rooms;
 mod sessions;
 mod upgrade;
 
 use accounts::*;
 use chat::*;
 use pending::*;
+use rooms::*;
 use sessions::*;
 use upgrade::*;
 
@@ -53,6 +56,12 @@ pub struct Ctx {
     pub leeway: Duration,
     /// The longest a scenario may wait for a TTL to run out before it skips.
     pub max_wait: Duration,
+    /// The server API key (`WSGATE_API_KEY`), when the run knows it.
+    pub api_key: Option<String>,
+    /// The server's `WSGATE_RECOVERY_MESSAGES`.
+    pub recovery_messages: usize,
+    /// The server's `WSGATE_MAX_ROOMS_PER_SOCKET`.
+    pub max_rooms: usize,
 }
 
 type Run = fn(Arc<Ctx>) -> BoxFuture<'static, Result<Outcome>>;
@@ -132,6 +141,17 @@ macro_rules! with_scenarios {
             reuse_detection_closes_live_sockets,
             logout_all_closes_every_socket,
             token_expiring_then_in_band_refresh[ShortJwt],
+            // rooms (contract v2)
+            rooms_rest_contract,
+            room_membership_contract,
+            rooms_reach_their_subscribers_only,
+            removal_and_deletion_take_effect_at_once,
+            subscription_rules,
+            typing_is_relayed_and_throttled,
+            direct_messages_reach_both_users_once,
+            history_pages_back_in_order,
+            recovery_is_exact,
+            server_api_contract,
         ];
     };
 }

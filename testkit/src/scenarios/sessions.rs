@@ -240,7 +240,7 @@ pub(super) async fn logout_all_closes_every_socket(ctx: Arc<Ctx>) -> Result<Outc
     let (mut a1, _) = gw.connect(&alice).await?;
     let (mut a2, _) = gw.connect(&alice2).await?;
     ensure!(
-        b.recv().await? == json!({"type": "joined", "user": alice.name}),
+        b.recv().await? == json!({"type": "joined", "room": "lobby", "user": alice.name}),
         "no joined"
     );
     let out = gw.post_empty("/api/logout-all", Some(&alice.token)).await?;
@@ -251,7 +251,7 @@ pub(super) async fn logout_all_closes_every_socket(ctx: Arc<Ctx>) -> Result<Outc
             .await?;
     }
     ensure!(
-        b.recv().await? == json!({"type": "left", "user": alice.name}),
+        b.recv().await? == json!({"type": "left", "room": "lobby", "user": alice.name}),
         "no left"
     );
     for refresh in [&alice.refresh_token, &alice2.refresh_token] {

@@ -1,0 +1,158 @@
+//! One socket's outbound queue: frames the hub addressed to it, bounded, waiting for its writer.
+//!
+//! Why not a channel: a tokio `mpsc` allocates a block of slots per channel up front, which every
+//! idle socket would carry; this queue is an empty `VecDeque` (no allocation) until frames arrive,
+//! and the socket takes the whole batch at once (leaving an empty, unallocated queue behind). The
+//! bound is the slow-consumer rule: a push over capacity marks the inbox overflowed, drops what it
+//! held, and wakes the socket, which closes 1013. Nothing is ever buffered without limit.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// A socket's queue of serialized frames.
+#[derive(Default)]
+pub struct Inbox {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Utf8Bytes>,
+    overflowed: bool,
+    waker: Option<Waker>,
+}
+
+/// The socket fell more than its capacity behind: it is closed as a slow consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overflowed;
+
+impl Inbox {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a frame unless `capacity` frames are already waiting; then the inbox is overflowed
+    /// for good (and its frames dropped: the socket is going to close). Returns whether it queued.
+    pub fn push(&self, frame: Utf8Bytes, capacity: usize) -> bool {
+        self.push_with(frame, Some(capacity))
+    }
+
+    /// Queues a frame whatever the queue holds: for the replay of a recovery, which is bounded by
+    /// the recovery window instead.
+    pub fn push_unbounded(&self, frame: Utf8Bytes) {
+        self.push_with(frame, None);
+    }
+
+    fn push_with(&self, frame: Utf8Bytes, capacity: Option<usize>) -> bool {
+        let (queued, waker) = {
+            let mut state = self.state();
+            if state.overflowed {
+                return false;
+            }
+            let queued = capacity.is_none_or(|cap| state.frames.len() < cap);
+            if queued {
+                state.frames.push_back(frame);
+            } else {
+                state.overflowed = true;
+                state.frames = VecDeque::new();
+            }
+            (queued, state.waker.take())
+        };
+        // Woken outside the lock: the socket's task may run on another worker at once.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        queued
+    }
+
+    /// Ready when frames wait or the inbox overflowed.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state();
+        if state.overflowed || !state.frames.is_empty() {
+            return Poll::Ready(());
+        }
+        match &state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Waits until `poll_ready` is ready.
+    pub async fn ready(&self) {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    /// Everything queued, oldest first, leaving the queue empty and unallocated.
+    pub fn take(&self) -> Result<VecDeque<Utf8Bytes>, Overflowed> {
+        let mut state = self.state();
+        if state.overflowed {
+            return Err(Overflowed);
+        }
+        Ok(std::mem::take(&mut state.frames))
+    }
+
+    /// Frames waiting right now.
+    pub fn len(&self) -> usize {
+        self.state().frames.len()
+    }
+
+    /// Whether no frame waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_come_out_in_order_and_the_bound_holds() {
+        let inbox = Inbox::default();
+        assert!(inbox.push("a".into(), 2));
+        assert!(inbox.push("b".into(), 2));
+        let taken = inbox.take().unwrap();
+        assert_eq!(
+            taken.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(inbox.is_empty());
+        assert!(inbox.push("c".into(), 2));
+        assert!(inbox.push("d".into(), 2));
+        assert!(
+            !inbox.push("e".into(), 2),
+            "third frame over a bound of two"
+        );
+        assert_eq!(inbox.take(), Err(Overflowed));
+        assert!(!inbox.push("f".into(), 2), "overflowed for good");
+    }
+
+    #[test]
+    fn replay_may_exceed_the_bound() {
+        let inbox = Inbox::default();
+        for i in 0..10 {
+            inbox.push_unbounded(i.to_string().into());
+        }
+        assert_eq!(inbox.len(), 10);
+        assert!(!inbox.push("x".into(), 4));
+    }
+
+    #[tokio::test]
+    async fn a_push_wakes_the_waiting_socket() {
+        let inbox = std::sync::Arc::new(Inbox::default());
+        let waiter = {
+            let inbox = inbox.clone();
+            tokio::spawn(async move {
+                inbox.ready().await;
+                inbox.take().unwrap().len()
+            })
+        };
+        tokio::task::yield_now().await;
+        inbox.push("x".into(), 8);
+        assert_eq!(waiter.await.unwrap(), 1);
+    }
+}

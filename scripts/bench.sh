@@ -62,12 +62,15 @@ source scripts/lib/wsgate.sh
 WSGATE_LAUNCH=("${pin_server[@]}")
 server_pid=""
 addr=""
+# Extra settings of the servers started next (run_on_mongodb sets the store).
+server_env=()
+mongo_pid=""
 
 stop_server() {
   wsgate_stop
   server_pid=""
 }
-trap stop_server EXIT
+trap 'stop_server; [ -z "$mongo_pid" ] || scripts/secantus.sh stop "$mongo_pid"' EXIT
 
 # start_server BCRYPT_COST LOG_NAME: a fresh server with rate limits off, on a free loopback port.
 start_server() {
@@ -76,7 +79,7 @@ start_server() {
     RUST_LOG="${BENCH_RUST_LOG:-${RUST_LOG:-info}}" \
     WSGATE_JWT_SECRET=wsgate-bench-secret-wsgate-bench-secret-0123 \
     WSGATE_JWT_TTL_SECS=3600 WSGATE_BCRYPT_COST="$cost" WSGATE_MAX_CONNECTIONS=25000 \
-    "${WSGATE_RATE_LIMITS_OFF[@]}" || exit 1
+    "${WSGATE_RATE_LIMITS_OFF[@]}" "${server_env[@]}" || exit 1
   server_pid=$WSGATE_PID
   addr=$WSGATE_HOSTPORT
 }
@@ -139,6 +142,20 @@ run() {
   if [ -n "$last_json" ]; then echo "$last_json" >>"$jsonl"; fi
 }
 
+# run_on_mongodb LABEL BCRYPT_COST WORKLOAD ARGS…: `run` with the server on SecantusDB (the MongoDB
+# wire protocol; started once, on the other CPU than the server's).
+run_on_mongodb() {
+  selected "$1" || return 0
+  if [ -z "$mongo_pid" ]; then
+    scripts/secantus.sh install >/dev/null
+    mongo_pid="$out/bench-secantus.pid"
+    mongo_uri=$("${pin_bench[@]}" scripts/secantus.sh start "$mongo_pid")
+  fi
+  server_env=(WSGATE_MONGODB_URI="$mongo_uri" WSGATE_MONGODB_DB="bench_$1_$$")
+  run "$@"
+  server_env=()
+}
+
 # smoke LABEL WORKLOAD ARGS…: one tiny run against the shared smoke server.
 smoke() {
   if ! bench "$@"; then
@@ -154,7 +171,11 @@ if [ "$mode" = smoke ]; then
   smoke smoke-fanout fanout --sockets 20 --senders 2 --max-messages 20 --duration 5 --warmup 0
   smoke smoke-fanout-rate fanout --sockets 20 --senders 2 --rate 20 --duration 1 --warmup 0 \
     --login-storm 2
+  smoke smoke-fanout-rooms fanout --sockets 20 --rooms 10 --rate 20 --duration 1 --warmup 0
+  smoke smoke-fanout-room fanout --sockets 10 --rooms 1 --senders 2 --rate 10 --duration 1 \
+    --warmup 0 --idle-sockets 10
   smoke smoke-idle idle --sockets 20 --hold 1 --settle 0.2
+  smoke smoke-idle-rooms idle --sockets 20 --hold 1 --settle 0.2 --rooms-per-socket 3
   smoke smoke-login login --workers 1 --logins 5 --max-secs 30
   stop_server
 else
@@ -169,11 +190,22 @@ else
   # Fan-out: 1,000 sockets, full rate (window-bound), then 20 messages/s in total (20,000 deliveries/s).
   run fanout-full 4 fanout --sockets 1000 --senders 10 --window 4 --duration 10
   run fanout-20 4 fanout --sockets 1000 --senders 10 --rate 20 --duration 10
+  # The same with the history written to MongoDB (SecantusDB) instead of the embedded store.
+  run_on_mongodb fanout-20-mongodb 4 fanout --sockets 1000 --senders 10 --rate 20 --duration 10
   # The same at bcrypt cost 12: a quiet phase, then one with 8 login loops.
   run fanout-storm 12 fanout --sockets 1000 --senders 10 --rate 20 --duration 10 --login-storm 8
+  # Rooms: 10,000 sockets either way, 10,000 deliveries/s either way: 1,000 rooms of 10 (one
+  # sender per room, 1 msg/s each), or one room of 1,000 (10 senders, 10 msg/s in all) beside
+  # 9,000 sockets in no room. The CPU per delivery should not depend on how many sockets the node
+  # holds, only on the room's.
+  run rooms-small 4 fanout --sockets 10000 --rooms 1000 --rate 1000 --duration 10
+  run rooms-big 4 fanout --sockets 1000 --rooms 1 --senders 10 --rate 10 --duration 10 \
+    --idle-sockets 9000
   # Idle memory: a fresh server per size.
   run idle-10k 4 idle --sockets 10000 --hold 10
   run idle-19k 4 idle --sockets 19000 --hold 10
+  # The memory of a room subscription: 10,000 sockets in lobby and 10 rooms each.
+  run idle-rooms 4 idle --sockets 10000 --hold 10 --rooms-per-socket 10
   # Logins at the production cost.
   run login 12 login --workers 8 --logins 6 --max-secs 60
 fi

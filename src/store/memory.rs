@@ -496,4 +496,24 @@ mod tests {
             TicketOutcome::Accepted { .. }
         ));
     }
+
+    #[tokio::test]
+    async fn history_keeps_the_newest_entries_up_to_the_cap() {
+        let store = MemoryStore::with_history_cap(3);
+        let now = now_millis();
+        let entries: Vec<HistoryEntry> = (1..=5)
+            .map(|id| HistoryEntry {
+                stream: "room:a".into(),
+                id,
+                ts: now,
+                frame: String::new(),
+            })
+            .collect();
+        store.append_history(&entries).await.unwrap();
+        let kept = store.history("room:a", None, 10, 0).await.unwrap();
+        assert_eq!(kept.iter().map(|e| e.id).collect::<Vec<_>>(), [5, 4, 3]);
+        // A retry of entries already capped away does not bring them back.
+        store.append_history(&entries[..2]).await.unwrap();
+        assert_eq!(store.history("room:a", None, 10, 0).await.unwrap().len(), 3);
+    }
 }

@@ -143,6 +143,80 @@ async fn an_outage_fails_fast_keeps_sockets_chatting_and_recovers_by_itself() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_waits_out_an_outage_and_what_does_not_fit_is_counted() {
+    let Some(mut db) = Secantus::start() else {
+        return;
+    };
+    let store = MongoStore::connect(&db.uri(), "history_outage", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let server = spawn_app_with_store(&["--history-buffer", "5"], Arc::new(store)).await;
+    let gw = &server.gw;
+    let app = server.app.clone();
+    let (alice, _bob, mut a, mut b) = chatting_pair(gw).await;
+    a.say("before").await.unwrap();
+    b.recv_type("message").await.unwrap();
+    await_written(&app).await;
+
+    db.stop();
+    // Live chat goes on; the writer holds five, the other two are counted as dropped.
+    for i in 0..7 {
+        a.say(&format!("during{i}")).await.unwrap();
+        assert_eq!(
+            b.recv_type("message").await.unwrap()["text"],
+            format!("during{i}")
+        );
+    }
+    assert_eq!(app.history().pending_count(), 5);
+    assert_eq!(app.metrics().history_dropped.get(), 2);
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wsgate_history_dropped_total 2"),
+        "{metrics}"
+    );
+
+    db.start_again();
+    await_healthy(gw).await;
+    await_written(&app).await;
+    let page = gw
+        .get("/api/rooms/lobby/messages", Some(&alice.token))
+        .await
+        .unwrap();
+    let texts: Vec<&str> = page.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        ["before", "during0", "during1", "during2", "during3", "during4"],
+        "stored once each, in order, after the outage"
+    );
+    // Straight from the store: the writer's buffer is empty, so this is what MongoDB holds.
+    let stored = app
+        .store()
+        .history("room:lobby", None, 100, 0)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 6);
+}
+
+/// Waits (bounded) until the history writer's buffer is empty.
+async fn await_written(app: &wsgate::state::App) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.history().pending_count() > 0 {
+        assert!(Instant::now() < deadline, "history never written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits (bounded) until `/api/health` answers 200.
 async fn await_healthy(gw: &Gateway) {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -633,3 +633,51 @@ mod binary {
         }
     }
 }
+
+#[tokio::test]
+async fn the_server_api_is_404_until_a_key_is_set_and_then_needs_it() {
+    let off = spawn_app(&[]).await;
+    let key = "server-api-key-server-api-key-0123456789";
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/server/publish"),
+        (reqwest::Method::POST, "/api/server/send"),
+        (reqwest::Method::POST, "/api/server/users/alice/logout-all"),
+        (reqwest::Method::POST, "/api/server/users/alice/disconnect"),
+        (reqwest::Method::GET, "/api/server/rooms/lobby/presence"),
+        (reqwest::Method::GET, "/api/server/anything"),
+    ] {
+        // Off: not found, whatever key is presented (none is checked).
+        for bearer in [None, Some(key)] {
+            off.gw
+                .request(method.clone(), path, Some(b"{}".to_vec()), bearer)
+                .await
+                .unwrap()
+                .expect_error(404, "not_found")
+                .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        }
+    }
+    let on = spawn_app(&["--api-key", key]).await;
+    on.gw
+        .get("/api/server/rooms/lobby/presence", Some("wrong-key"))
+        .await
+        .unwrap()
+        .expect_error(401, "unauthorized")
+        .unwrap();
+    let presence = on
+        .gw
+        .get("/api/server/rooms/lobby/presence", Some(key))
+        .await
+        .unwrap();
+    assert_eq!(presence.status, 200, "{}", presence.body);
+    // A body over 64 KiB is refused before it is parsed.
+    let huge = serde_json::json!({"room": "lobby", "data": "x".repeat(70 * 1024)});
+    on.gw
+        .post("/api/server/publish", huge, Some(key))
+        .await
+        .unwrap()
+        .expect_error(413, "payload_too_large")
+        .unwrap();
+    // A key shorter than 32 bytes is a configuration error.
+    let err = wsgate::Settings::from_args(["wsgate", "--api-key", "short"]).unwrap_err();
+    assert!(err.to_string().contains("WSGATE_API_KEY"), "{err}");
+}

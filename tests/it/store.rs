@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use wsgate::clock::now_millis;
 use wsgate::store::{
-    RefreshOutcome, Revoked, Rotation, SessionRecord, Store, StoreError, TicketOutcome,
-    TicketRecord, UserRecord,
+    HistoryEntry, RefreshOutcome, Revoked, RoomKind, RoomRecord, Rotation, SessionRecord, Store,
+    StoreError, TicketOutcome, TicketRecord, UserRecord,
 };
 
 /// Defines each test once, as `async fn name(store) { … }` over `store: Arc<dyn Store>`, and runs
@@ -45,6 +45,29 @@ fn user(name: &str) -> UserRecord {
         password_hash: "$2b$04$hash".into(),
         created_at: now_millis(),
     }
+}
+
+fn room(id: &str, kind: RoomKind, owner: &str) -> RoomRecord {
+    RoomRecord {
+        id: id.into(),
+        kind,
+        title: format!("the {id}"),
+        owner: Some(owner.into()),
+        created_at: now_millis(),
+    }
+}
+
+fn entry(stream: &str, id: u64, ts: i64) -> HistoryEntry {
+    HistoryEntry {
+        stream: stream.into(),
+        id,
+        ts,
+        frame: format!(r#"{{"type":"message","id":"{id}"}}"#),
+    }
+}
+
+fn ids(entries: &[HistoryEntry]) -> Vec<u64> {
+    entries.iter().map(|e| e.id).collect()
 }
 
 fn ticket(byte: u8, username: &str, ttl_ms: i64) -> TicketRecord {
@@ -347,5 +370,100 @@ store_suite! {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    async fn a_room_is_created_once_with_its_owner_as_first_member(store) {
+        store.create_room(room("den", RoomKind::Private, "alice")).await.unwrap();
+        assert!(matches!(
+            store.create_room(room("den", RoomKind::Public, "bob")).await,
+            Err(StoreError::Duplicate)
+        ));
+        let found = store.find_room("den").await.unwrap().unwrap();
+        assert_eq!((found.kind, found.owner.as_deref(), found.title.as_str()), (RoomKind::Private, Some("alice"), "the den"));
+        assert_eq!(store.room_members("den").await.unwrap(), ["alice"]);
+        assert!(store.is_member("den", "alice").await.unwrap());
+        assert!(!store.is_member("den", "bob").await.unwrap());
+        assert!(store.find_room("nowhere").await.unwrap().is_none());
+        assert!(store.room_members("nowhere").await.unwrap().is_empty());
+    }
+
+    async fn rooms_visible_to_a_user_are_public_ones_and_private_ones_they_belong_to(store) {
+        store.create_room(room("zeta", RoomKind::Public, "alice")).await.unwrap();
+        store.create_room(room("alpha", RoomKind::Private, "alice")).await.unwrap();
+        store.create_room(room("mid", RoomKind::Private, "carol")).await.unwrap();
+        store.add_member("mid", "bob").await.unwrap();
+        let seen = |rooms: Vec<(RoomRecord, bool)>| -> Vec<(String, bool)> {
+            rooms.into_iter().map(|(r, m)| (r.id, m)).collect()
+        };
+        assert_eq!(
+            seen(store.rooms_visible_to("bob").await.unwrap()),
+            [("mid".to_string(), true), ("zeta".to_string(), false)]
+        );
+        assert_eq!(
+            seen(store.rooms_visible_to("alice").await.unwrap()),
+            [("alpha".to_string(), true), ("zeta".to_string(), true)]
+        );
+    }
+
+    async fn membership_changes_are_idempotent(store) {
+        store.create_room(room("den", RoomKind::Private, "alice")).await.unwrap();
+        store.add_member("den", "bob").await.unwrap();
+        store.add_member("den", "bob").await.unwrap();
+        store.add_member("den", "Carol").await.unwrap();
+        assert_eq!(store.room_members("den").await.unwrap(), ["Carol", "alice", "bob"]);
+        assert!(store.remove_member("den", "bob").await.unwrap());
+        assert!(!store.remove_member("den", "bob").await.unwrap());
+        assert!(!store.is_member("den", "bob").await.unwrap());
+        // A missing room has no members to change.
+        store.add_member("nowhere", "bob").await.unwrap();
+        assert!(!store.is_member("nowhere", "bob").await.unwrap());
+        assert!(!store.remove_member("nowhere", "bob").await.unwrap());
+    }
+
+    async fn deleting_a_room_takes_its_members_and_history_with_it(store) {
+        let now = now_millis();
+        store.create_room(room("den", RoomKind::Private, "alice")).await.unwrap();
+        store.add_member("den", "bob").await.unwrap();
+        store.append_history(&[entry("room:den", 1, now), entry("room:other", 2, now)]).await.unwrap();
+        assert!(store.delete_room("den").await.unwrap());
+        assert!(!store.delete_room("den").await.unwrap());
+        assert!(store.find_room("den").await.unwrap().is_none());
+        // A room created again under the same id starts empty: nothing of the old one shows.
+        store.create_room(room("den", RoomKind::Private, "carol")).await.unwrap();
+        assert_eq!(store.room_members("den").await.unwrap(), ["carol"]);
+        assert!(store.history("room:den", None, 10, 0).await.unwrap().is_empty());
+        assert_eq!(ids(&store.history("room:other", None, 10, 0).await.unwrap()), [2]);
+    }
+
+    async fn history_pages_newest_first_and_appends_are_idempotent(store) {
+        let now = now_millis();
+        let batch: Vec<HistoryEntry> = (1..=6).map(|id| entry("room:a", id * 10, now)).collect();
+        store.append_history(&batch[..4]).await.unwrap();
+        // A retried batch that was partly written stores each entry once.
+        store.append_history(&batch).await.unwrap();
+        store.append_history(&[entry("room:b", 35, now)]).await.unwrap();
+        assert_eq!(ids(&store.history("room:a", None, 100, 0).await.unwrap()), [60, 50, 40, 30, 20, 10]);
+        assert_eq!(ids(&store.history("room:a", None, 2, 0).await.unwrap()), [60, 50]);
+        assert_eq!(ids(&store.history("room:a", Some(40), 2, 0).await.unwrap()), [30, 20]);
+        assert_eq!(ids(&store.history("room:a", Some(35), 10, 0).await.unwrap()), [30, 20, 10]);
+        assert!(store.history("room:a", Some(10), 10, 0).await.unwrap().is_empty());
+        assert!(store.history("room:none", None, 10, 0).await.unwrap().is_empty());
+        let stored = &store.history("room:a", None, 1, 0).await.unwrap()[0];
+        assert_eq!(stored, &batch[5], "the frame comes back byte for byte");
+        assert!(store.history_contains("room:a", 30, 0).await.unwrap());
+        assert!(!store.history_contains("room:a", 35, 0).await.unwrap(), "35 is room:b's");
+        assert!(store.history_contains("room:b", 35, 0).await.unwrap());
+    }
+
+    async fn history_older_than_the_retention_is_never_returned(store) {
+        let now = now_millis();
+        store
+            .append_history(&[entry("room:a", 1, now - 10_000), entry("room:a", 2, now)])
+            .await
+            .unwrap();
+        let cutoff = now - 5_000;
+        assert_eq!(ids(&store.history("room:a", None, 10, cutoff).await.unwrap()), [2]);
+        assert!(!store.history_contains("room:a", 1, cutoff).await.unwrap());
+        assert!(store.history_contains("room:a", 1, 0).await.unwrap());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -160,6 +160,88 @@ fn bind_address_no_port(socket: &TcpSocket) {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
+}
+
+/// Sends each frame and waits for its reply: `subscribed` (or `unsubscribed`) of that room.
+pub async fn join_rooms(
+    ws: &mut Ws,
+    rooms: &[Arc<str>],
+    leave_lobby: bool,
+    wait: Duration,
+) -> Result<(), Kind> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut requests: Vec<(Value, &str, &str)> = Vec::new();
+    if leave_lobby {
+        requests.push((
+            json!({"type": "unsubscribe", "room": "lobby"}),
+            "unsubscribed",
+            "lobby",
+        ));
+    }
+    for room in rooms {
+        requests.push((
+            json!({"type": "subscribe", "room": &**room}),
+            "subscribed",
+            room,
+        ));
+    }
+    for (frame, reply, room) in requests {
+        ws.send(Message::text(frame.to_string()))
+            .await
+            .map_err(|e| ws_kind("subscribe_send", &e))?;
+        loop {
+            match tokio::time::timeout_at(deadline, ws.next()).await {
+                Err(_) => return Err("subscribe_timeout".into()),
+                Ok(None) => return Err("subscribe_eof".into()),
+                Ok(Some(Err(err))) => return Err(ws_kind("subscribe_read", &err)),
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if frame["room"] != room {
+                        continue;
+                    }
+                    match frame["type"].as_str() {
+                        Some(t) if t == reply => break,
+                        Some("error") => {
+                            return Err(format!(
+                                "subscribe_error_{}",
+                                frame["code"].as_str().unwrap_or("")
+                            ))
+                        }
+                        _ => continue,
+                    }
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => return Err(close_kind(frame.as_ref())),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates public rooms `bench-<tag>-0..n` as `owner` (existing ones are fine); their ids.
+pub async fn make_rooms(gw: &Gateway, owner: &User, tag: &str, n: usize) -> Result<Vec<Arc<str>>> {
+    let ids: Vec<String> = (0..n).map(|i| format!("bench-{tag}-{i}")).collect();
+    let results: Vec<Result<()>> = futures_util::stream::iter(ids.clone())
+        .map(|id| async move {
+            let reply = gw
+                .post(
+                    "/api/rooms",
+                    json!({"id": id, "kind": "public"}),
+                    Some(&owner.token),
+                )
+                .await?;
+            if reply.status != 201 && reply.error() != "room_exists" {
+                bail!("creating room {id}: {} {}", reply.status, reply.body);
+            }
+            Ok(())
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for result in results {
+        result?;
+    }
+    Ok(ids.into_iter().map(Arc::from).collect())
 }
 
 /// Sends `auth` and waits for `auth_ok` (skipping anything else, e.g. presence).

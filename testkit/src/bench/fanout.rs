@@ -1,6 +1,6 @@
-//! `fanout`: N authenticated sockets in one room, S of them sending, at a total rate R or as fast as a
-//! bounded window allows; deliveries/s, end-to-end latency, missing deliveries, server CPU per
-//! delivered frame. With `--login-storm L` a second phase repeats the first while L loops log in
+//! `fanout`: N authenticated sockets in one room (`lobby`, or with `--rooms K` in K rooms of N/K,
+//! one sender each), S of them sending, at a total rate R or as fast as a bounded window allows;
+//! deliveries/s, end-to-end latency, missing deliveries, server CPU per delivered frame. With `--login-storm L` a second phase repeats the first while L loops log in
 //! back to back (bcrypt), so the two latencies can be compared.
 
 use std::sync::{Arc, Mutex};
@@ -53,6 +53,14 @@ pub struct Args {
     /// Seconds to wait for the last deliveries of a phase.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,
+    /// Rooms (0: everyone in `lobby`). With K rooms the sockets leave `lobby` and join room
+    /// `i % K`; K > 1 needs N divisible by K and means one sender per room (`--senders` is ignored).
+    #[arg(long, default_value_t = 0)]
+    pub rooms: usize,
+    /// Extra sockets that stay connected in no room at all (they leave `lobby`): the node holds
+    /// them, but no message is for them.
+    #[arg(long, default_value_t = 0)]
+    pub idle_sockets: usize,
 }
 
 struct Storm {
@@ -87,7 +95,15 @@ async fn storm_loop(gw: Gateway, user: String, storm: Arc<Storm>, mut stop: watc
 /// Runs the workload; returns the JSON figures and whether it was clean.
 pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(Value, bool)> {
     let n = args.sockets.max(1);
-    let s = args.senders.clamp(1, n);
+    let rooms = args.rooms;
+    if rooms > 0 && n % rooms != 0 {
+        bail!("--sockets ({n}) must be a multiple of --rooms ({rooms})");
+    }
+    let s = if rooms > 1 {
+        rooms
+    } else {
+        args.senders.clamp(1, n)
+    };
     if args.text_len > 2000 {
         bail!("--text-len is at most 2000");
     }
@@ -102,13 +118,61 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
         phase_names.push("login_storm");
     }
     let shared = Shared::new(&phase_names, s, args.window, args.text_len);
-    let sender_at: Vec<usize> = (0..s).map(|k| k * (n / s)).collect();
-    let fleet = fleet::open(&target, &users, n, &sender_at, 64, shared.clone()).await;
+    // With rooms, socket i is in room i % K: sockets 0..K are one sender per room.
+    let sender_at: Vec<usize> = if rooms > 1 {
+        (0..s).collect()
+    } else {
+        (0..s).map(|k| k * (n / s)).collect()
+    };
+    let plan = fleet::RoomPlan {
+        rooms: if rooms > 0 {
+            crate::common::make_rooms(&target.gw, &users[0], "fan", rooms).await?
+        } else {
+            Vec::new()
+        },
+        per_socket: 1,
+        leave_lobby: rooms > 0,
+    };
+    let room_size = (rooms > 0).then(|| n / rooms);
+    let fleet = fleet::open(
+        &target,
+        &users,
+        n,
+        &sender_at,
+        64,
+        shared.clone(),
+        &plan,
+        room_size,
+    )
+    .await;
+    let bystanders = if args.idle_sockets > 0 {
+        let nowhere = fleet::RoomPlan {
+            leave_lobby: true,
+            ..Default::default()
+        };
+        let quiet = Shared::new(&phase_names, 1, 1, 16);
+        Some(
+            fleet::open(
+                &target,
+                &users,
+                args.idle_sockets,
+                &[],
+                64,
+                quiet,
+                &nowhere,
+                None,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
     // Let presence settle before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let drain = Duration::from_secs_f64(args.drain);
     let mut sent = vec![0u64; phase_names.len()];
+    let mut per_sender = vec![Vec::new(); phase_names.len()];
     let mut results = Vec::new();
     if fleet.open > 0 && !fleet.senders.is_empty() {
         if args.warmup > 0.0 {
@@ -118,7 +182,9 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
                 duration: Duration::from_secs_f64(args.warmup),
                 max_messages: args.max_messages,
             };
-            sent[0] = fleet.run_phase(&plan, drain).await.messages;
+            let out = fleet.run_phase(&plan, drain).await;
+            sent[0] = out.messages;
+            per_sender[0] = out.per_sender;
         }
         for phase in 1..phase_names.len() {
             let storm = Arc::new(Storm {
@@ -152,6 +218,7 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
                 let _ = l.await;
             }
             sent[phase] = out.messages;
+            per_sender[phase] = out.per_sender.clone();
             results.push((phase, out, m, storm));
         }
     }
@@ -162,7 +229,24 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
     let open_failures = fleet.open_failures.json();
     let open_failure_count = fleet.open_failures.total();
     let reports = fleet.close().await;
-    let missing = fleet::missing(&reports, &sent);
+    let (bystanders_open, bystander_frames) = match bystanders {
+        Some(b) => {
+            let open = b.open;
+            let shared = b.shared.clone();
+            let reports = b.close().await;
+            let heard: u64 = reports.iter().flat_map(|r| r.counts.iter()).sum();
+            (open, heard + shared.failures.total())
+        }
+        None => (0, 0),
+    };
+    let missing = if rooms > 1 {
+        // Socket i hears only its room's sender, sender i % K.
+        fleet::missing_by(&reports, sent.len(), |phase, i| {
+            per_sender[phase].get(i % rooms).copied().unwrap_or(0)
+        })
+    } else {
+        fleet::missing(&reports, &sent)
+    };
 
     let mut header = vec!["metric".to_string()];
     header.extend(results.iter().map(|(p, ..)| phase_names[*p].to_string()));
@@ -172,8 +256,12 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
     } else {
         format!("full rate, window {}/sender", args.window)
     };
+    let layout = match rooms {
+        0 => "lobby".to_string(),
+        k => format!("{k} rooms of {}", n / k),
+    };
     let mut t = Table::new(
-        format!("fanout: {open}/{n} sockets, {s} senders, {mode}"),
+        format!("fanout: {open}/{n} sockets in {layout}, {s} senders, {mode}"),
         &header,
     );
     let mut row = |name: &str, f: &dyn Fn(usize) -> String| {
@@ -237,7 +325,15 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
     );
 
     let mut phases = Vec::new();
+    if args.idle_sockets > 0 {
+        println!(
+            "bystanders: {bystanders_open}/{} open in no room; bench frames or failures among them: {bystander_frames}",
+            args.idle_sockets
+        );
+    }
     let mut clean = open == n
+        && bystanders_open == args.idle_sockets
+        && bystander_frames == 0
         && open_failure_count == 0
         && shared.failures.total() == 0
         && shared.close_failures.total() == 0;
@@ -294,6 +390,8 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
     let json = json!({
         "workload": "fanout",
         "sockets": n,
+        "rooms": rooms,
+        "idle_sockets": args.idle_sockets,
         "sockets_open": open,
         "senders": s,
         "rate": args.rate,

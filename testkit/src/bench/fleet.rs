@@ -41,6 +41,34 @@ pub enum Cmd {
     },
 }
 
+/// Which rooms the fleet's sockets join after authenticating (none: they stay in `lobby` only).
+#[derive(Clone, Default)]
+pub struct RoomPlan {
+    /// The rooms.
+    pub rooms: Vec<Arc<str>>,
+    /// Rooms each socket joins: socket `i` joins `per_socket` consecutive rooms from `i % rooms`.
+    pub per_socket: usize,
+    /// Whether sockets leave `lobby` first (so only their rooms reach them).
+    pub leave_lobby: bool,
+}
+
+impl RoomPlan {
+    /// The rooms socket `i` joins.
+    pub fn rooms_of(&self, i: usize) -> Vec<Arc<str>> {
+        if self.rooms.is_empty() {
+            return Vec::new();
+        }
+        (0..self.per_socket.min(self.rooms.len()))
+            .map(|k| self.rooms[(i + k) % self.rooms.len()].clone())
+            .collect()
+    }
+
+    /// The room socket `i` sends to (its first).
+    pub fn home_of(&self, i: usize) -> Option<Arc<str>> {
+        self.rooms_of(i).into_iter().next()
+    }
+}
+
 /// One measured (or warm-up) phase.
 pub struct Phase {
     hists: Vec<Mutex<Histogram<u64>>>,
@@ -195,6 +223,8 @@ fn frame_type(text: &str) -> String {
 
 /// What a socket task reports at the end.
 pub struct SocketReport {
+    /// The socket's index in the fleet.
+    pub index: usize,
     /// Bench messages received, per phase.
     pub counts: Vec<u64>,
     /// Still open when told to stop.
@@ -216,6 +246,7 @@ async fn next_cmd(cmds: &mut Option<mpsc::Receiver<Cmd>>) -> Option<Cmd> {
 async fn socket_task(
     idx: usize,
     mut ws: Ws,
+    home: Option<Arc<str>>,
     mut cmds: Option<mpsc::Receiver<Cmd>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
@@ -229,8 +260,12 @@ async fn socket_task(
             _ = stopped(&mut stop) => break true,
             cmd = next_cmd(&mut cmds) => match cmd {
                 Some(Cmd::Send { phase, sender, seq }) => {
+                    let room = home
+                        .as_deref()
+                        .map(|r| format!("\"room\":\"{r}\","))
+                        .unwrap_or_default();
                     let frame = format!(
-                        "{{\"type\":\"message\",\"text\":\"B{phase}:{sender}:{seq}:{}{}\"}}",
+                        "{{\"type\":\"message\",{room}\"text\":\"B{phase}:{sender}:{seq}:{}{}\"}}",
                         now_ns(),
                         shared.pad
                     );
@@ -266,7 +301,11 @@ async fn socket_task(
     } else {
         shared.dead.fetch_add(1, Ordering::Relaxed);
     }
-    SocketReport { counts, alive }
+    SocketReport {
+        index: idx,
+        counts,
+        alive,
+    }
 }
 
 /// One socket's open: how long it took and its task, or `None` if it failed.
@@ -290,8 +329,10 @@ pub struct Fleet {
     pub open_wall: Duration,
 }
 
-/// Opens `n` authenticated sockets, `parallel` at a time, for `users` in rotation; sockets
-/// `sender_at[k]` get a command channel and become sender `k`.
+/// Opens `n` authenticated sockets, `parallel` at a time, for `users` in rotation, each joining its
+/// rooms of `plan`; sockets `sender_at[k]` get a command channel and become sender `k`. A message
+/// is delivered when `members` sockets have it (the fleet's size when `None`).
+#[allow(clippy::too_many_arguments)]
 pub async fn open(
     target: &Arc<Target>,
     users: &[User],
@@ -299,6 +340,8 @@ pub async fn open(
     sender_at: &[usize],
     parallel: usize,
     shared: Arc<Shared>,
+    plan: &RoomPlan,
+    members: Option<usize>,
 ) -> Fleet {
     let (stop, stop_rx) = watch::channel(false);
     let mut channels: HashMap<usize, mpsc::Receiver<Cmd>> = HashMap::new();
@@ -329,9 +372,17 @@ pub async fn open(
                     return (i, None);
                 }
                 let wait = Duration::from_secs(10);
-                let opened = tokio::time::timeout(OPEN_TIMEOUT, target.connect(user, source, wait))
-                    .await
-                    .unwrap_or_else(|_| Err("open_timeout".into()));
+                let rooms = plan.rooms_of(i);
+                let leave_lobby = plan.leave_lobby;
+                let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
+                    let mut ws = target.connect(user, source, wait).await?;
+                    if leave_lobby || !rooms.is_empty() {
+                        crate::common::join_rooms(&mut ws, &rooms, leave_lobby, wait).await?;
+                    }
+                    Ok::<_, crate::common::Kind>(ws)
+                })
+                .await
+                .unwrap_or_else(|_| Err("open_timeout".into()));
                 match opened {
                     Ok(ws) => {
                         let took = t0.elapsed();
@@ -342,6 +393,7 @@ pub async fn open(
                         let handle = tokio::spawn(socket_task(
                             i,
                             ws,
+                            plan.home_of(i),
                             cmds,
                             shared,
                             stop_rx,
@@ -375,7 +427,9 @@ pub async fn open(
         }
     }
     let open = handles.len();
-    shared.members.store(open as u32, Ordering::Release);
+    shared
+        .members
+        .store(members.unwrap_or(open) as u32, Ordering::Release);
     Fleet {
         shared,
         handles,
@@ -417,12 +471,14 @@ pub struct Sent {
     pub wall: Duration,
     /// Deliveries still missing when the drain gave up.
     pub undelivered: u64,
+    /// Messages sent by each sender.
+    pub per_sender: Vec<u64>,
 }
 
 impl Fleet {
-    /// Sockets in the fleet.
+    /// Sockets each message is delivered to.
     pub fn members(&self) -> u64 {
-        self.open as u64
+        u64::from(self.shared.members.load(Ordering::Acquire))
     }
 
     /// Runs one phase: every sender sends per `plan`, then waits (at most `drain`) until every socket
@@ -490,7 +546,9 @@ impl Fleet {
         }
         let mut sent = Sent::default();
         for task in tasks {
-            if let Ok(part) = task.await {
+            let part = task.await.unwrap_or_default();
+            sent.per_sender.push(part.messages);
+            {
                 sent.messages += part.messages;
                 sent.window_stalls += part.window_stalls;
                 sent.window_timeouts += part.window_timeouts;
@@ -532,10 +590,20 @@ impl Fleet {
 
 /// Per phase: (missing, extra) deliveries, given each phase's messages sent.
 pub fn missing(reports: &[SocketReport], sent: &[u64]) -> Vec<(u64, u64)> {
-    sent.iter()
-        .enumerate()
-        .map(|(phase, &n)| {
+    missing_by(reports, sent.len(), |phase, _| sent[phase])
+}
+
+/// Per phase: (missing, extra) deliveries, where socket `i` should have received
+/// `expected(phase, i)` messages in the phase.
+pub fn missing_by(
+    reports: &[SocketReport],
+    phases: usize,
+    expected: impl Fn(usize, usize) -> u64,
+) -> Vec<(u64, u64)> {
+    (0..phases)
+        .map(|phase| {
             reports.iter().fold((0, 0), |(miss, extra), r| {
+                let n = expected(phase, r.index);
                 let got = r.counts.get(phase).copied().unwrap_or(0);
                 (miss + n.saturating_sub(got), extra + got.saturating_sub(n))
             })

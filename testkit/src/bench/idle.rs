@@ -32,6 +32,9 @@ pub struct Args {
     /// Seconds to let the server settle before reading its RSS.
     #[arg(long, default_value_t = 2.0)]
     pub settle: f64,
+    /// Rooms each socket subscribes to besides `lobby` (the memory of a subscription).
+    #[arg(long, default_value_t = 0)]
+    pub rooms_per_socket: usize,
 }
 
 /// Runs the workload; returns the JSON figures and whether it was clean.
@@ -39,6 +42,16 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
     let n = args.sockets.max(1);
     let settle = Duration::from_secs_f64(args.settle);
     let users = make_users(&target.gw, "bi", args.users.clamp(1, n), 8).await?;
+    // The rooms exist before the first RSS reading: only subscriptions are measured.
+    let plan = fleet::RoomPlan {
+        rooms: if args.rooms_per_socket > 0 {
+            crate::common::make_rooms(&target.gw, &users[0], "idle", args.rooms_per_socket).await?
+        } else {
+            Vec::new()
+        },
+        per_socket: args.rooms_per_socket,
+        leave_lobby: false,
+    };
     tokio::time::sleep(settle).await;
     let before = pid.and_then(|p| sample(p).ok());
     let smaps_before = pid.map(smaps_rollup);
@@ -47,7 +60,17 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
     let tcp_before = tcp_sockstat();
 
     let shared = Shared::new(&["verify"], 1, 1, 16);
-    let fleet = fleet::open(&target, &users, n, &[0], args.parallel, shared.clone()).await;
+    let fleet = fleet::open(
+        &target,
+        &users,
+        n,
+        &[0],
+        args.parallel,
+        shared.clone(),
+        &plan,
+        None,
+    )
+    .await;
     let open = fleet.open;
     tokio::time::sleep(settle).await;
     let with = pid.and_then(|p| sample(p).ok());
@@ -167,6 +190,7 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
     let json = json!({
         "workload": "idle",
         "sockets": n,
+        "rooms_per_socket": args.rooms_per_socket,
         "sockets_open": open,
         "users": users.len(),
         "hold_s": args.hold,

@@ -3,7 +3,12 @@
 # on any failure.
 #
 #   scripts/scenarios.sh --url http://127.0.0.1:8080 [--auth-timeout-ms MS] [--jwt-leeway-secs S]
-#                        [--max-wait-secs S] [--only NAME,NAME] [--list]
+#                        [--max-wait-secs S] [--recovery-messages N] [--max-rooms N]
+#                        [--only NAME,NAME] [--list]
+#
+# --recovery-messages and --max-rooms tell the suite the server's WSGATE_RECOVERY_MESSAGES and
+# WSGATE_MAX_ROOMS_PER_SOCKET. The server API scenario runs when WSGATE_SCENARIO_API_KEY holds the
+# server's WSGATE_API_KEY, and is skipped otherwise.
 #
 # Scenarios that must wait for a TTL longer than --max-wait-secs (default 40) are skipped and say which
 # setting to lower. The server's message rate limit must be on (flood_rate_limited expects a 4429).

@@ -7,7 +7,8 @@
 //! chat, and loses nothing until the buffer is full. What does not fit is counted
 //! (`wsgate_history_dropped_total`) and logged, never dropped silently. Entries leave the buffer
 //! only once written, and reads merge the buffer with the store, so a client reading the history
-//! right after sending sees its own message whatever the store's state.
+//! right after sending sees its own message even while the writer is behind (a read needs the store
+//! to answer, though: during an outage it is a 503).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -122,14 +123,16 @@ impl History {
         now_millis() - self.shared.retention.as_millis() as i64
     }
 
-    /// Up to `limit` entries of `stream` before id `before` (the newest without), oldest first.
+    /// Up to `limit` entries of `stream` before id `before` (the newest without), at or after
+    /// `since` (and within the retention), oldest first.
     pub async fn page(
         &self,
         stream: &str,
         before: Option<u64>,
         limit: usize,
+        since: UnixMillis,
     ) -> Result<Page, StoreError> {
-        let not_before = self.not_before();
+        let not_before = self.not_before().max(since);
         let stored = self
             .shared
             .store
@@ -138,7 +141,7 @@ impl History {
         let waiting: Vec<HistoryEntry> = self
             .pending()
             .iter()
-            .filter(|e| e.stream == stream && before.is_none_or(|b| e.id < b))
+            .filter(|e| e.stream == stream && e.ts >= not_before && before.is_none_or(|b| e.id < b))
             .cloned()
             .collect();
         let mut entries = stored;
@@ -151,18 +154,24 @@ impl History {
         Ok(Page { entries, has_more })
     }
 
-    /// Whether `id` is an entry of `stream` (stored or waiting).
-    pub async fn contains(&self, stream: &str, id: u64) -> Result<bool, StoreError> {
+    /// Whether `id` is an entry of `stream` (stored or waiting) at or after `since`.
+    pub async fn contains(
+        &self,
+        stream: &str,
+        id: u64,
+        since: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let not_before = self.not_before().max(since);
         if self
             .pending()
             .iter()
-            .any(|e| e.id == id && e.stream == stream)
+            .any(|e| e.id == id && e.stream == stream && e.ts >= not_before)
         {
             return Ok(true);
         }
         self.shared
             .store
-            .history_contains(stream, id, self.not_before())
+            .history_contains(stream, id, not_before)
             .await
     }
 
@@ -280,20 +289,28 @@ mod tests {
             history.record(entry("room:a", id));
         }
         history.record(entry("room:b", 6));
-        let page = history.page("room:a", None, 2).await.unwrap();
+        let page = history.page("room:a", None, 2, 0).await.unwrap();
         assert_eq!(
             page.entries.iter().map(|e| e.id).collect::<Vec<_>>(),
             [4, 5]
         );
         assert!(page.has_more);
-        let older = history.page("room:a", Some(4), 10).await.unwrap();
+        let older = history.page("room:a", Some(4), 10, 0).await.unwrap();
         assert_eq!(
             older.entries.iter().map(|e| e.id).collect::<Vec<_>>(),
             [1, 2, 3]
         );
         assert!(!older.has_more);
-        assert!(history.contains("room:a", 3).await.unwrap());
-        assert!(!history.contains("room:a", 6).await.unwrap());
+        assert!(history.contains("room:a", 3, 0).await.unwrap());
+        assert!(!history.contains("room:a", 6, 0).await.unwrap());
+        let later = now_millis() + 60_000;
+        assert!(!history.contains("room:a", 3, later).await.unwrap());
+        assert!(history
+            .page("room:a", None, 10, later)
+            .await
+            .unwrap()
+            .entries
+            .is_empty());
     }
 
     #[tokio::test]
@@ -307,7 +324,7 @@ mod tests {
         shutdown.cancel();
         writer.await.unwrap();
         assert_eq!(history.pending_count(), 0);
-        let page = history.page("room:a", None, 1000).await.unwrap();
+        let page = history.page("room:a", None, 1000, 0).await.unwrap();
         assert_eq!(
             page.entries.len(),
             100,

@@ -223,7 +223,7 @@ pub enum CloseReason {
     RateLimited,
     /// 1009: a frame or message over the size limit.
     MessageTooBig,
-    /// 1013: the socket fell too far behind the broadcast (slow consumer).
+    /// 1013: the socket fell too far behind what the hub sent it (slow consumer).
     SlowConsumer,
     /// 1011: the store failed while checking the token.
     StoreUnavailable,

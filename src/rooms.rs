@@ -259,8 +259,10 @@ pub async fn room_history(
     before: Option<&str>,
     limit: usize,
 ) -> Result<Page, RoomError> {
-    visible(app, user, id).await?;
-    page(app, &room_stream(id), before, limit).await
+    let (room, _) = visible(app, user, id).await?;
+    // Only this room's messages: a deleted room's entries the writer stored after the deletion
+    // (it was behind) predate a room created again under the same id.
+    page(app, &room_stream(id), before, limit, room.created_at).await
 }
 
 /// A page of the direct conversation between `user` and `other`.
@@ -272,7 +274,7 @@ pub async fn direct_history(
     limit: usize,
 ) -> Result<Page, RoomError> {
     let other = resolve_user(app, other).await?;
-    page(app, &direct_stream(user, &other), before, limit).await
+    page(app, &direct_stream(user, &other), before, limit, 0).await
 }
 
 async fn page(
@@ -280,6 +282,7 @@ async fn page(
     stream: &str,
     before: Option<&str>,
     limit: usize,
+    since: crate::clock::UnixMillis,
 ) -> Result<Page, RoomError> {
     let before = match before {
         None => None,
@@ -287,7 +290,7 @@ async fn page(
             let id = parse_id(text).ok_or(RoomError::BadRequest(
                 "before must be a message id of this conversation",
             ))?;
-            if !app.history.contains(stream, id).await? {
+            if !app.history.contains(stream, id, since).await? {
                 return Err(RoomError::BadRequest(
                     "before must be a message id of this conversation",
                 ));
@@ -295,7 +298,7 @@ async fn page(
             Some(id)
         }
     };
-    Ok(app.history.page(stream, before, limit).await?)
+    Ok(app.history.page(stream, before, limit, since).await?)
 }
 
 #[cfg(test)]

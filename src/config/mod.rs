@@ -203,7 +203,8 @@ pub struct Limits {
     #[arg(long, env = "WSGATE_MAX_FRAME_BYTES", default_value = "65536", value_parser = frame_bytes)]
     pub max_frame_bytes: usize,
 
-    /// Broadcast messages a socket may fall behind before it is closed as a slow consumer (1013).
+    /// Frames a socket's inbox may hold (it fell behind by that many) before it is closed as a slow
+    /// consumer (1013). The replay of a recovery does not count.
     #[arg(long, env = "WSGATE_OUTBOUND_QUEUE", default_value = "1024", value_parser = positive_usize)]
     pub outbound_queue: usize,
 }

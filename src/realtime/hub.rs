@@ -737,6 +737,12 @@ impl Hub {
         });
     }
 
+    /// Whether `user` (exactly this form of the name) has a socket here: such a name is a
+    /// registered one, so a direct message to it needs no store lookup.
+    pub fn is_online(&self, user: &str) -> bool {
+        self.state().users.contains_key(user)
+    }
+
     /// Authenticated sockets right now.
     pub fn socket_count(&self) -> usize {
         self.state().sockets.len()

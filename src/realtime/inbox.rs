@@ -21,6 +21,8 @@ pub struct Inbox {
 #[derive(Default)]
 struct State {
     frames: VecDeque<Utf8Bytes>,
+    /// Frames of `frames` that were a replay: they do not count toward the bound.
+    replayed: usize,
     overflowed: bool,
     waker: Option<Waker>,
 }
@@ -40,8 +42,8 @@ impl Inbox {
         self.push_with(frame, Some(capacity))
     }
 
-    /// Queues a frame whatever the queue holds: for the replay of a recovery, which is bounded by
-    /// the recovery window instead.
+    /// Queues a frame whatever the queue holds, and without counting it toward the bound: for the
+    /// replay of a recovery (and its `subscribed`), which the recovery window bounds instead.
     pub fn push_unbounded(&self, frame: Utf8Bytes) {
         self.push_with(frame, None);
     }
@@ -52,12 +54,17 @@ impl Inbox {
             if state.overflowed {
                 return false;
             }
-            let queued = capacity.is_none_or(|cap| state.frames.len() < cap);
+            let live = state.frames.len() - state.replayed;
+            let queued = capacity.is_none_or(|cap| live < cap);
             if queued {
                 state.frames.push_back(frame);
+                if capacity.is_none() {
+                    state.replayed += 1;
+                }
             } else {
                 state.overflowed = true;
                 state.frames = VecDeque::new();
+                state.replayed = 0;
             }
             (queued, state.waker.take())
         };
@@ -92,6 +99,7 @@ impl Inbox {
         if state.overflowed {
             return Err(Overflowed);
         }
+        state.replayed = 0;
         Ok(std::mem::take(&mut state.frames))
     }
 
@@ -138,6 +146,10 @@ mod tests {
             inbox.push_unbounded(i.to_string().into());
         }
         assert_eq!(inbox.len(), 10);
+        // The replay does not count: four live frames still fit behind it.
+        for _ in 0..4 {
+            assert!(inbox.push("x".into(), 4));
+        }
         assert!(!inbox.push("x".into(), 4));
     }
 

@@ -1,5 +1,5 @@
-//! MongoDB backend: users, tickets, sessions and revocations in four collections, shared by every
-//! wsgate instance pointed at the same database.
+//! MongoDB backend: users, tickets, sessions, revocations, rooms (with their member lists) and
+//! history in six collections, shared by every wsgate instance pointed at the same database.
 //!
 //! Every atomic operation is one server-side step and checks expiry itself against the caller's
 //! `now`; the TTL indexes only collect garbage. Every call is bounded by the configured timeout
@@ -9,8 +9,10 @@
 //!
 //! Write concerns: users, sessions and revocations are written `{w: "majority", j: true}`, so an
 //! acknowledged registration, login or logout survives a crash of the primary (and a failover:
-//! a majority-acknowledged write is never rolled back). Tickets stay at the default `w: 1`: a ticket
-//! lost in a crash fails safe (the client mints another), and it is the hottest write.
+//! a majority-acknowledged write is never rolled back); rooms too (a room and its member list are
+//! access control). Tickets are written `w: 1`: a ticket lost in a crash fails safe (the client
+//! mints another), and it is the hottest write. History is `w: 1` as well: its writer batches and
+//! retries, and a message is already delivered when it is written.
 
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -323,14 +325,24 @@ impl MongoStore {
                     .build(),
             )
             .build();
+        // Set, not inherited: a deployment default of `majority` would otherwise slow the hottest
+        // writes for a promise they do not need.
+        let fast = CollectionOptions::builder()
+            .write_concern(
+                WriteConcern::builder()
+                    .w(Acknowledgment::Nodes(1))
+                    .w_timeout(timeout)
+                    .build(),
+            )
+            .build();
         let store = Self {
             users: db.collection_with_options(USERS, durable.clone()),
-            tickets: db.collection(TICKETS),
+            tickets: db.collection_with_options(TICKETS, fast.clone()),
             revoked: db.collection_with_options(REVOKED, durable.clone()),
             sessions: db.collection_with_options(SESSIONS, durable.clone()),
             rooms: db.collection_with_options(ROOMS, durable),
             // History is batched and retried by its writer; one acknowledgement is enough.
-            history: db.collection(HISTORY),
+            history: db.collection_with_options(HISTORY, fast),
             db,
             timeout,
             history_retention,

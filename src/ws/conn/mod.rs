@@ -453,11 +453,16 @@ impl<'a> Session<'a> {
                 if let Err((code, message)) = check_text(&text) {
                     return self.refuse(ws, code, message, None, Some(&to)).await;
                 }
-                let to_user = match crate::rooms::resolve_user(self.app, &to).await {
-                    Ok(user) => user,
-                    Err(err) => {
-                        let (code, message) = room_refusal(err);
-                        return self.refuse(ws, code, message, None, Some(&to)).await;
+                // A user online here is known without the store (live chat goes on in an outage).
+                let to_user = if self.app.hub.is_online(&to) {
+                    to.clone()
+                } else {
+                    match crate::rooms::resolve_user(self.app, &to).await {
+                        Ok(user) => user,
+                        Err(err) => {
+                            let (code, message) = room_refusal(err);
+                            return self.refuse(ws, code, message, None, Some(&to)).await;
+                        }
                     }
                 };
                 let published = self.app.hub.direct(&self.claims.sub, &to_user, &text);

@@ -892,7 +892,7 @@ pub(super) async fn recovery_is_exact(ctx: Arc<Ctx>) -> Result<Outcome> {
 pub(super) async fn server_api_contract(ctx: Arc<Ctx>) -> Result<Outcome> {
     let Some(key) = ctx.api_key.clone() else {
         return Ok(Outcome::Skip(
-            "the server API key is unknown (--api-key)".into(),
+            "the server API key is unknown (set WSGATE_SCENARIO_API_KEY to the server's WSGATE_API_KEY)".into(),
         ));
     };
     let gw = &ctx.gw;

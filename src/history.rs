@@ -26,6 +26,10 @@ const BATCH: usize = 500;
 /// Backoff between failed writes: doubling from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_LAST: Duration = Duration::from_secs(5);
+/// How long the writer lets entries gather after the first one arrives: one store call (and one
+/// wake of the writer) per interval under steady chat instead of one per message. Reads merge the
+/// buffer, so nobody waits for it.
+const LINGER: Duration = Duration::from_millis(50);
 /// How long shutdown waits for the buffer to reach the store.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(5);
 
@@ -83,22 +87,24 @@ impl History {
 
     /// Queues a delivered entry for the store; never waits. Returns whether it fit.
     pub fn record(&self, entry: HistoryEntry) -> bool {
-        let queued = {
+        let (queued, first) = {
             let mut pending = self.pending();
             if pending.len() >= self.shared.capacity {
-                false
+                (false, false)
             } else {
                 pending.push_back(entry);
                 self.shared
                     .metrics
                     .history_pending
                     .set(pending.len() as i64);
-                true
+                (true, pending.len() == 1)
             }
         };
-        if queued {
+        // The writer only waits on an empty buffer: only the entry that ends that must wake it.
+        if first {
             self.shared.wake.notify_one();
-        } else {
+        }
+        if !queued {
             self.shared.metrics.history_dropped.inc();
             // One line per dropped entry would flood the log during an outage: every 1000th.
             let dropped = self.shared.metrics.history_dropped.get();
@@ -184,7 +190,11 @@ impl History {
             if batch.is_empty() {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = self.shared.wake.notified() => continue,
+                    _ = self.shared.wake.notified() => {}
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(LINGER) => continue,
                 }
             }
             match self.write(&batch).await {

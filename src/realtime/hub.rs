@@ -20,11 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::inbox::Inbox;
+use super::inbox::{Inbox, Kick};
 use crate::clock::{now_millis, UnixMillis};
 use crate::protocol::ServerFrame;
 use crate::store::{direct_stream, room_stream, HistoryEntry, Revoked};
@@ -34,15 +33,6 @@ pub const LOBBY: &str = "lobby";
 
 /// At most one `typing` per socket and room is relayed in this interval.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Why the hub wants a socket closed; `ws` turns it into a close code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kick {
-    /// Its token or session was revoked (logout, logout-all, refresh-token reuse, session cap).
-    Revoked,
-    /// The application's backend asked the client to reconnect.
-    Reconnect,
-}
 
 /// Why a socket stopped receiving a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,17 +122,18 @@ struct State {
     acl_epoch: u64,
 }
 
+/// What the hub keeps of one socket: kept small (boxed strings, the rare typing state behind a
+/// pointer), since every idle socket carries it.
 struct Socket {
     user: Arc<str>,
     /// The `jti` and session `sid` of the token the socket is authenticated with (change on refresh).
-    jti: String,
-    sid: String,
-    /// Closes the socket from outside. Taken when used.
-    kick: Option<oneshot::Sender<Kick>>,
+    jti: Box<str>,
+    sid: Box<str>,
+    /// Its frames, and its kick.
     inbox: Arc<Inbox>,
     rooms: Vec<Subscription>,
-    /// When each room last relayed this socket's `typing` (empty until it types).
-    typing: Vec<(Arc<str>, Instant)>,
+    /// When each room last relayed this socket's `typing` (`None` until it types).
+    typing: Option<Box<Vec<(Arc<str>, Instant)>>>,
 }
 
 struct Subscription {
@@ -174,10 +165,8 @@ pub struct Joined {
     pub users: Vec<String>,
     /// Whether `lobby` was recovered from the given `since` (`None` without one).
     pub recovered: Option<bool>,
-    /// The socket's queue.
+    /// The socket's queue, which also carries the hub's kick.
     pub inbox: Arc<Inbox>,
-    /// Fires when the hub wants the socket closed.
-    pub kicked: oneshot::Receiver<Kick>,
 }
 
 /// A message id as the wire carries it.
@@ -285,7 +274,6 @@ impl Hub {
         sid: String,
         since: Option<&str>,
     ) -> Joined {
-        let (kick, kicked) = oneshot::channel();
         let inbox = Arc::new(Inbox::default());
         let mut state = self.state();
         let user: Arc<str> = match state.users.get_key_value(user) {
@@ -297,12 +285,11 @@ impl Hub {
             conn,
             Socket {
                 user,
-                jti,
-                sid,
-                kick: Some(kick),
+                jti: jti.into(),
+                sid: sid.into(),
                 inbox: inbox.clone(),
                 rooms: Vec::with_capacity(1),
-                typing: Vec::new(),
+                typing: None,
             },
         );
         let (users, recovered) = self.subscribe_locked(&mut state, conn, LOBBY, since, false);
@@ -310,7 +297,6 @@ impl Hub {
             users,
             recovered,
             inbox,
-            kicked,
         }
     }
 
@@ -458,7 +444,9 @@ impl Hub {
         let was_in = match socket.rooms.iter().position(|s| &*s.room == room) {
             Some(at) => {
                 socket.rooms.swap_remove(at);
-                socket.typing.retain(|(r, _)| &**r != room);
+                if let Some(typing) = &mut socket.typing {
+                    typing.retain(|(r, _)| &**r != room);
+                }
                 true
             }
             None => false,
@@ -572,10 +560,11 @@ impl Hub {
         let Some(subscription) = socket.rooms.iter().find(|r| &*r.room == room) else {
             return Err(NotSubscribed);
         };
-        match socket.typing.iter_mut().find(|(r, _)| &**r == room) {
+        let typing = socket.typing.get_or_insert_with(Box::default);
+        match typing.iter_mut().find(|(r, _)| &**r == room) {
             Some((_, last)) if now.duration_since(*last) < TYPING_INTERVAL => return Ok(()),
             Some((_, last)) => *last = now,
-            None => socket.typing.push((subscription.room.clone(), now)),
+            None => typing.push((subscription.room.clone(), now)),
         }
         let user = socket.user.clone();
         let Some(room_state) = state.rooms.get(room) else {
@@ -680,7 +669,9 @@ impl Hub {
         for (conn, inbox) in gone.subscribers {
             if let Some(socket) = state.sockets.get_mut(&conn) {
                 socket.rooms.retain(|s| &*s.room != room);
-                socket.typing.retain(|(r, _)| &**r != room);
+                if let Some(typing) = &mut socket.typing {
+                    typing.retain(|(r, _)| &**r != room);
+                }
             }
             inbox.push(frame.clone(), queue);
         }
@@ -698,8 +689,8 @@ impl Hub {
     /// Records that socket `conn` now uses the token `jti` of session `sid` (after an in-band refresh).
     pub fn set_token(&self, conn: ConnId, jti: String, sid: String) {
         if let Some(socket) = self.state().sockets.get_mut(&conn) {
-            socket.jti = jti;
-            socket.sid = sid;
+            socket.jti = jti.into();
+            socket.sid = sid.into();
         }
     }
 
@@ -707,8 +698,8 @@ impl Hub {
     pub fn kick(&self, what: &Revoked, kick: Kick) -> usize {
         let mut state = self.state();
         let matching = state.sockets.values_mut().filter(|s| match what {
-            Revoked::Token(jti) => s.jti == *jti,
-            Revoked::Session(sid) => s.sid == *sid,
+            Revoked::Token(jti) => *s.jti == **jti,
+            Revoked::Session(sid) => *s.sid == **sid,
         });
         kick_all(matching, kick)
     }
@@ -770,13 +761,9 @@ fn user_sockets<'s>(state: &'s State, user: &str) -> impl Iterator<Item = &'s So
 }
 
 fn kick_all<'s>(sockets: impl Iterator<Item = &'s mut Socket>, kick: Kick) -> usize {
-    let mut kicked = 0;
-    for socket in sockets {
-        if let Some(sender) = socket.kick.take() {
-            kicked += usize::from(sender.send(kick).is_ok());
-        }
-    }
-    kicked
+    sockets
+        .map(|socket| usize::from(socket.inbox.kick(kick)))
+        .sum()
 }
 
 /// Takes socket `conn` of `user` out of a room's subscribers and presence (`left` when it was the
@@ -810,6 +797,7 @@ fn leave_room(state: &mut State, conn: ConnId, user: &Arc<str>, room_id: &str, q
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::realtime::inbox::Closing;
 
     fn hub() -> Hub {
         Hub::new(HubConfig {
@@ -996,17 +984,27 @@ mod tests {
     #[test]
     fn kick_targets_the_token_only() {
         let hub = hub();
-        let mut a = join(&hub, 1, "alice");
-        let mut b = join(&hub, 2, "alice");
+        let a = join(&hub, 1, "alice");
+        let b = join(&hub, 2, "alice");
+        a.inbox.take().unwrap();
+        b.inbox.take().unwrap();
+        let kicked = |inbox: &Inbox| match inbox.take() {
+            Err(Closing::Kicked(kick)) => Some(kick),
+            _ => None,
+        };
         let revoked = |jti: &str| Revoked::Token(jti.into());
         assert_eq!(hub.kick(&revoked("j1"), Kick::Revoked), 1);
-        assert_eq!(a.kicked.try_recv().unwrap(), Kick::Revoked);
-        assert!(b.kicked.try_recv().is_err());
+        assert_eq!(kicked(&a.inbox), Some(Kick::Revoked));
+        assert_eq!(kicked(&b.inbox), None);
         hub.set_token(2, "j3".into(), "s3".into());
         assert_eq!(hub.kick(&revoked("j2"), Kick::Revoked), 0);
         assert_eq!(hub.kick(&Revoked::Session("s2".into()), Kick::Revoked), 0);
-        assert_eq!(hub.kick_user("alice", Kick::Reconnect), 1);
-        assert_eq!(b.kicked.try_recv().unwrap(), Kick::Reconnect);
+        assert_eq!(
+            hub.kick_user("alice", Kick::Reconnect),
+            1,
+            "a was kicked already"
+        );
+        assert_eq!(kicked(&b.inbox), Some(Kick::Reconnect));
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! One socket's outbound queue: frames the hub addressed to it, bounded, waiting for its writer.
+//! One socket's inbox: frames the hub addressed to it, bounded, waiting for its writer; and the
+//! hub's request to close it (a kick: revocation, reconnect).
 //!
-//! Why not a channel: a tokio `mpsc` allocates a block of slots per channel up front, which every
-//! idle socket would carry; this queue is an empty `VecDeque` (no allocation) until frames arrive,
-//! and the socket takes the whole batch at once (leaving an empty, unallocated queue behind). The
-//! bound is the slow-consumer rule: a push over capacity marks the inbox overflowed, drops what it
-//! held, and wakes the socket, which closes 1013. Nothing is ever buffered without limit.
+//! Why not channels: a tokio `mpsc` allocates a block of slots per channel up front, and a
+//! `oneshot` for the kick is one more allocation, both carried by every idle socket; this inbox is
+//! one small allocation with an empty `Vec` (no buffer) until frames arrive, and the socket takes
+//! the whole batch at once (leaving an empty, unallocated queue behind). The bound is the
+//! slow-consumer rule: a push over capacity marks the inbox overflowed, drops what it held, and
+//! wakes the socket, which closes 1013. Nothing is ever buffered without limit.
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -20,16 +21,34 @@ pub struct Inbox {
 
 #[derive(Default)]
 struct State {
-    frames: VecDeque<Utf8Bytes>,
+    frames: Vec<Utf8Bytes>,
     /// Frames of `frames` that were a replay: they do not count toward the bound.
-    replayed: usize,
+    replayed: u32,
     overflowed: bool,
+    kick: Option<Kick>,
     waker: Option<Waker>,
 }
 
-/// The socket fell more than its capacity behind: it is closed as a slow consumer.
+/// Why the hub wants a socket closed; `ws` turns it into a close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overflowed;
+pub enum Kick {
+    /// Its token or session was revoked (logout, logout-all, refresh-token reuse, session cap).
+    Revoked,
+    /// The application's backend asked the client to reconnect.
+    Reconnect,
+}
+
+/// Why the socket must stop taking frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// It fell more than its capacity behind: it is closed as a slow consumer.
+    Overflowed,
+    /// The hub kicked it.
+    Kicked(Kick),
+}
+
+/// The socket fell more than its capacity behind.
+pub const OVERFLOWED: Closing = Closing::Overflowed;
 
 impl Inbox {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -54,16 +73,16 @@ impl Inbox {
             if state.overflowed {
                 return false;
             }
-            let live = state.frames.len() - state.replayed;
+            let live = state.frames.len() - state.replayed as usize;
             let queued = capacity.is_none_or(|cap| live < cap);
             if queued {
-                state.frames.push_back(frame);
+                state.frames.push(frame);
                 if capacity.is_none() {
                     state.replayed += 1;
                 }
             } else {
                 state.overflowed = true;
-                state.frames = VecDeque::new();
+                state.frames = Vec::new();
                 state.replayed = 0;
             }
             (queued, state.waker.take())
@@ -75,10 +94,26 @@ impl Inbox {
         queued
     }
 
-    /// Ready when frames wait or the inbox overflowed.
+    /// Asks the socket to close (the first kick wins); whether this was the first.
+    pub fn kick(&self, kick: Kick) -> bool {
+        let waker = {
+            let mut state = self.state();
+            if state.kick.is_some() {
+                return false;
+            }
+            state.kick = Some(kick);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Ready when frames wait, the inbox overflowed, or the socket was kicked.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.state();
-        if state.overflowed || !state.frames.is_empty() {
+        if state.overflowed || state.kick.is_some() || !state.frames.is_empty() {
             return Poll::Ready(());
         }
         match &state.waker {
@@ -93,11 +128,15 @@ impl Inbox {
         std::future::poll_fn(|cx| self.poll_ready(cx)).await
     }
 
-    /// Everything queued, oldest first, leaving the queue empty and unallocated.
-    pub fn take(&self) -> Result<VecDeque<Utf8Bytes>, Overflowed> {
+    /// Everything queued, oldest first, leaving the queue empty and unallocated; or why the
+    /// socket must close instead (a kick goes before any frame still queued).
+    pub fn take(&self) -> Result<Vec<Utf8Bytes>, Closing> {
         let mut state = self.state();
+        if let Some(kick) = state.kick {
+            return Err(Closing::Kicked(kick));
+        }
         if state.overflowed {
-            return Err(Overflowed);
+            return Err(Closing::Overflowed);
         }
         state.replayed = 0;
         Ok(std::mem::take(&mut state.frames))
@@ -135,7 +174,7 @@ mod tests {
             !inbox.push("e".into(), 2),
             "third frame over a bound of two"
         );
-        assert_eq!(inbox.take(), Err(Overflowed));
+        assert_eq!(inbox.take(), Err(OVERFLOWED));
         assert!(!inbox.push("f".into(), 2), "overflowed for good");
     }
 
@@ -151,6 +190,15 @@ mod tests {
             assert!(inbox.push("x".into(), 4));
         }
         assert!(!inbox.push("x".into(), 4));
+    }
+
+    #[test]
+    fn a_kick_goes_first_and_once() {
+        let inbox = Inbox::default();
+        inbox.push("a".into(), 8);
+        assert!(inbox.kick(Kick::Reconnect));
+        assert!(!inbox.kick(Kick::Revoked), "the first kick wins");
+        assert_eq!(inbox.take(), Err(Closing::Kicked(Kick::Reconnect)));
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ pub mod hub;
 pub mod inbox;
 
 pub use hub::{
-    format_id, parse_id, ConnId, Hub, HubConfig, Joined, Kick, NotSubscribed, Published,
-    SubscribeError, Unsubscribed, LOBBY, TYPING_INTERVAL,
+    format_id, parse_id, ConnId, Hub, HubConfig, Joined, NotSubscribed, Published, SubscribeError,
+    Unsubscribed, LOBBY, TYPING_INTERVAL,
 };
-pub use inbox::{Inbox, Overflowed};
+pub use inbox::{Closing, Inbox, Kick};

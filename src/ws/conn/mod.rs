@@ -23,7 +23,7 @@ use crate::clock::now_millis;
 use crate::metrics::Held;
 use crate::protocol::{ClientFrame, CloseReason, ServerFrame, MAX_MESSAGE_CHARS};
 use crate::ratelimit::{ControlBudget, MessageLimiter, MessageVerdict};
-use crate::realtime::{ConnId, NotSubscribed, SubscribeError, LOBBY};
+use crate::realtime::{Closing, ConnId, NotSubscribed, SubscribeError, LOBBY};
 use crate::rooms::RoomError;
 use crate::state::App;
 pub(crate) use writer::encode_frame;
@@ -292,7 +292,6 @@ impl<'a> Session<'a> {
             users,
             recovered,
             inbox,
-            mut kicked,
         } = joined;
         // Serialized at once, so neither the presence list nor the frame stays in this future.
         let hello = ServerFrame::AuthOk {
@@ -322,8 +321,6 @@ impl<'a> Session<'a> {
             tokio::select! {
                 biased;
                 _ = self.app.shutdown.cancelled() => return CloseReason::ServerShutdown.into(),
-                // The hub dropped the sender: it is going away with the server.
-                kick = &mut kicked => return kick.map_or(CloseReason::ServerShutdown, CloseReason::from).into(),
                 _ = &mut timer => {
                     let now = Instant::now();
                     if now >= timers.expire_at {
@@ -359,7 +356,8 @@ impl<'a> Session<'a> {
                             return failed.into();
                         }
                     }
-                    Err(crate::realtime::Overflowed) => return CloseReason::SlowConsumer.into(),
+                    Err(Closing::Overflowed) => return CloseReason::SlowConsumer.into(),
+                    Err(Closing::Kicked(kick)) => return CloseReason::from(kick).into(),
                 },
                 frame = ws.next() => {
                     self.last_heard = Instant::now();
@@ -603,7 +601,7 @@ impl<'a> Session<'a> {
     async fn write_queued<S>(
         &self,
         ws: &mut WebSocketStream<S>,
-        mut frames: std::collections::VecDeque<Utf8Bytes>,
+        mut frames: Vec<Utf8Bytes>,
     ) -> Result<(), WriteFailed>
     where
         S: AsyncRead + AsyncWrite + Unpin,

@@ -133,8 +133,11 @@ struct Socket {
     inbox: Arc<Inbox>,
     rooms: Vec<Subscription>,
     /// When each room last relayed this socket's `typing` (`None` until it types).
-    typing: Option<Box<Vec<(Arc<str>, Instant)>>>,
+    typing: Option<Box<TypingTimes>>,
 }
+
+/// When each room last relayed a socket's `typing`.
+type TypingTimes = Vec<(Arc<str>, Instant)>;
 
 struct Subscription {
     room: Arc<str>,

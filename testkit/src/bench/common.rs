@@ -547,6 +547,8 @@ pub struct ProcSample {
     clock_ns: Option<u64>,
     /// utime + stime of the whole process (dead threads included), in clock ticks.
     stat_ticks: u64,
+    /// utime alone: the CPU the server spent in its own code, in clock ticks.
+    user_ticks: u64,
     /// Sum of every live thread's on-CPU nanoseconds (`/proc/PID/task/*/schedstat`).
     sched_ns: u64,
     /// Live thread ids, sorted.
@@ -576,6 +578,7 @@ pub fn sample(pid: u32) -> Result<ProcSample> {
             .unwrap_or(0)
     };
     let stat_ticks = num(11) + num(12);
+    let user_ticks = num(11);
     let mut tids = Vec::new();
     let mut sched_ns = 0;
     if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
@@ -598,6 +601,7 @@ pub fn sample(pid: u32) -> Result<ProcSample> {
     Ok(ProcSample {
         clock_ns: process_cpu_ns(pid),
         stat_ticks,
+        user_ticks,
         sched_ns,
         tids,
         rss_kb: status_kb(&status, "VmRSS"),
@@ -687,6 +691,10 @@ pub struct Measured {
     pub wall: Duration,
     /// Server CPU in the phase, nanoseconds.
     pub server_cpu_ns: Option<u64>,
+    /// The part of it in user mode (the server's own code), nanoseconds, at clock-tick
+    /// resolution. On loopback the kernel part includes the receiving side's TCP work (and the
+    /// wake-up of the client's thread), which a sender pays inline.
+    pub server_user_ns: Option<u64>,
     /// How the server CPU was read: `cpu_clock` (the process CPU clock, ns), `schedstat` (ns, live
     /// threads) or `stat` (clock ticks).
     pub method: &'static str,
@@ -739,6 +747,12 @@ impl Meter {
             }
             _ => (None, "none"),
         };
+        let server_user_ns = match (&self.server, &after) {
+            (Some(a), Some(b)) => {
+                Some(b.user_ticks.saturating_sub(a.user_ticks) * 1_000_000_000 / clock_ticks())
+            }
+            _ => None,
+        };
         let cpus = cpu_ticks();
         let share = |f: &dyn Fn(&(u64, u64, u64)) -> u64| -> Vec<f64> {
             self.cpus
@@ -753,6 +767,7 @@ impl Meter {
         Measured {
             wall,
             server_cpu_ns,
+            server_user_ns,
             method,
             client_cpu,
             server_after: after,
@@ -766,6 +781,12 @@ impl Measured {
     /// Server CPU microseconds per unit of `count`.
     pub fn server_us_per(&self, count: u64) -> Option<f64> {
         let ns = self.server_cpu_ns?;
+        (count > 0).then(|| round(ns as f64 / 1000.0 / count as f64, 3))
+    }
+
+    /// Server user-mode CPU microseconds per unit of `count`.
+    pub fn server_user_us_per(&self, count: u64) -> Option<f64> {
+        let ns = self.server_user_ns?;
         (count > 0).then(|| round(ns as f64 / 1000.0 / count as f64, 3))
     }
 
@@ -803,6 +824,7 @@ impl Measured {
             "wall_s": round(self.wall.as_secs_f64(), 3),
             "server_cpu_ms": self.server_cpu_ns.map(|n| round(n as f64 / 1e6, 3)),
             "server_cpu_method": self.method,
+            "server_user_cpu_ms": self.server_user_ns.map(|n| round(n as f64 / 1e6, 3)),
             "server_cpu_pct": self.server_pct(),
             "client_cpu_pct": self.client_pct(),
             "cpu_busy_pct": self.cpu_busy_pct,

@@ -297,6 +297,13 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
             .load(std::sync::atomic::Ordering::Relaxed);
         opt(m.server_us_per(d))
     });
+    row("server user CPU µs/delivery", &|i| {
+        let (p, _, m, _) = &results[i];
+        let d = shared.phases[*p]
+            .delivered
+            .load(std::sync::atomic::Ordering::Relaxed);
+        opt(m.server_user_us_per(d))
+    });
     row("server CPU % core", &|i| opt(results[i].2.server_pct()));
     row("client CPU % core", &|i| {
         results[i].2.client_pct().to_string()
@@ -361,6 +368,7 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
             "deliveries_per_s": round(delivered as f64 / out.wall.as_secs_f64().max(1e-9), 1),
             "latency_ms": latency_json(&phase.latency()),
             "server_cpu_us_per_delivery": m.server_us_per(delivered),
+            "server_user_cpu_us_per_delivery": m.server_user_us_per(delivered),
             "measure": m.json(&[]),
             "window_stalls": out.window_stalls,
             "window_timeouts": out.window_timeouts,

@@ -12,7 +12,8 @@
 # results.jsonl (one JSON line per run), server-LABEL.log (each server's log).
 # Environment: BENCH_CLOSE=reply|send (how the tool closes sockets, default reply: wait for the
 # server's close frame as RFC 6455 clients do), BENCH_PIN=0 (no taskset), BENCH_RUST_LOG (server log
-# filter, default info), BENCH_MAX_NOISE (default 10: a run during which
+# filter, default info), BENCH_SERVER (the server binary to measure, default this tree's release
+# build: for before/after comparisons), BENCH_MAX_NOISE (default 10: a run during which
 # other processes used more than this % of a core is repeated, up to 3 attempts).
 #
 # Only 127.0.0.0/8 is used: the server listens on 127.0.0.1 (a free port) and the tool opens its
@@ -47,7 +48,8 @@ else
   cargo build --release --quiet --bin wsgate
   cargo build --release --quiet -p wsgate-testkit --bin wsgate-bench
 fi
-server_bin="target/$profile/wsgate"
+# BENCH_SERVER: another server binary (a before/after comparison); the tool is always this tree's.
+server_bin="${BENCH_SERVER:-target/$profile/wsgate}"
 bench_bin="target/$profile/wsgate-bench"
 
 pin_server=()

@@ -199,6 +199,77 @@ fn targets(label: &str, run: &Value) -> Vec<(String, String, Option<bool>)> {
     }
 }
 
+/// (target, measured, met) rows that compare two labelled runs of one set (the rooms targets).
+fn paired_targets(runs: &[Value]) -> Vec<(String, String, Option<bool>)> {
+    let by = |label: &str| runs.iter().rev().find(|r| r["label"] == label);
+    let quiet = |run: &Value, key: &str| num(&phase(run, "quiet")[key]);
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let mut rows = Vec::new();
+    if let (Some(small), Some(big)) = (by("rooms-small"), by("rooms-big")) {
+        let cpu = |r: &Value| quiet(r, "server_cpu_us_per_delivery");
+        let user = |r: &Value| quiet(r, "server_user_cpu_us_per_delivery");
+        let total = ratio(cpu(small), cpu(big));
+        rows.push((
+            "rooms: CPU/delivery, 1,000 rooms of 10 ≤ 1.5× one room of 1,000".into(),
+            format!(
+                "{} vs {} µs = {}×",
+                f(cpu(small), 2),
+                f(cpu(big), 2),
+                f(total, 2)
+            ),
+            total.map(|r| r <= 1.5),
+        ));
+        let own = ratio(user(small), user(big));
+        rows.push((
+            "rooms: the same, user-mode CPU only (the server's own code)".into(),
+            format!(
+                "{} vs {} µs = {}×",
+                f(user(small), 2),
+                f(user(big), 2),
+                f(own, 2)
+            ),
+            own.map(|r| r <= 1.5),
+        ));
+    }
+    if let (Some(lobby), Some(rooms)) = (by("idle-10k"), by("idle-rooms")) {
+        let per = |r: &Value| num(&r["server_rss_kib_per_socket"]);
+        let lobby_kib = per(lobby);
+        rows.push((
+            "idle socket in lobby ≤ 5.55 KiB (before rooms)".into(),
+            f(lobby_kib, 2) + " KiB",
+            lobby_kib.map(|k| k <= 5.55),
+        ));
+        let rooms_each = rooms["rooms_per_socket"].as_f64().unwrap_or(0.0).max(1.0);
+        let extra = match (per(rooms), lobby_kib) {
+            (Some(r), Some(l)) => Some((r - l) * 1024.0 / rooms_each),
+            _ => None,
+        };
+        rows.push((
+            "each extra room subscription ≤ 256 B".into(),
+            f(extra, 0) + " B",
+            extra.map(|b| b <= 256.0),
+        ));
+    }
+    if let (Some(memory), Some(mongo)) = (by("fanout-20"), by("fanout-20-mongodb")) {
+        let p99 = |r: &Value| num(&phase(r, "quiet")["latency_ms"]["p99"]);
+        let r = ratio(p99(mongo), p99(memory));
+        rows.push((
+            "history on MongoDB: p99 at 1,000 × 20 msg/s ≤ 1.2× the embedded store's".into(),
+            format!(
+                "{} vs {} ms = {}×",
+                f(p99(mongo), 2),
+                f(p99(memory), 2),
+                f(r, 2)
+            ),
+            r.map(|r| r <= 1.2),
+        ));
+    }
+    rows
+}
+
 /// Prints the summary of the runs in `files` (JSON lines; other lines are ignored).
 pub fn run(files: &[std::path::PathBuf]) -> Result<bool> {
     let mut runs = Vec::new();
@@ -230,6 +301,15 @@ pub fn run(files: &[std::path::PathBuf]) -> Result<bool> {
             };
             goals.row(vec![target, measured, met.into()]);
         }
+    }
+    for (target, measured, met) in paired_targets(&runs) {
+        all_met &= met == Some(true);
+        let met = match met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "n/a",
+        };
+        goals.row(vec![target, measured, met.into()]);
     }
     summary.print();
     if !goals.is_empty() {

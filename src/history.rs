@@ -139,17 +139,15 @@ impl History {
         since: UnixMillis,
     ) -> Result<Page, StoreError> {
         let not_before = self.not_before().max(since);
+        // The buffer first, then the store: an entry leaves the buffer only once it is stored, so
+        // in this order a batch the writer finishes between the two reads is seen in one of them
+        // (the other order could miss it in both).
+        let waiting = self.newest_waiting(stream, before, limit + 1, not_before);
         let stored = self
             .shared
             .store
             .history(stream, before, limit + 1, not_before)
             .await?;
-        let waiting: Vec<HistoryEntry> = self
-            .pending()
-            .iter()
-            .filter(|e| e.stream == stream && e.ts >= not_before && before.is_none_or(|b| e.id < b))
-            .cloned()
-            .collect();
         let mut entries = stored;
         entries.extend(waiting);
         entries.sort_unstable_by_key(|e| std::cmp::Reverse(e.id));
@@ -158,6 +156,25 @@ impl History {
         entries.truncate(limit);
         entries.reverse();
         Ok(Page { entries, has_more })
+    }
+
+    /// The newest `limit` waiting entries of `stream` before `before`: only those are copied, and
+    /// the buffer's lock (which every delivered message takes) is held for one pass.
+    fn newest_waiting(
+        &self,
+        stream: &str,
+        before: Option<u64>,
+        limit: usize,
+        not_before: UnixMillis,
+    ) -> Vec<HistoryEntry> {
+        let pending = self.pending();
+        let mut found: Vec<&HistoryEntry> = pending
+            .iter()
+            .filter(|e| e.stream == stream && e.ts >= not_before && before.is_none_or(|b| e.id < b))
+            .collect();
+        found.sort_unstable_by_key(|e| std::cmp::Reverse(e.id));
+        found.truncate(limit);
+        found.into_iter().cloned().collect()
     }
 
     /// Whether `id` is an entry of `stream` (stored or waiting) at or after `since`.

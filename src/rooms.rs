@@ -98,6 +98,10 @@ pub async fn create(
     if id == LOBBY {
         return Err(RoomError::RoomExists);
     }
+    // Whatever the hub still holds under this id (a deletion interrupted between the store and
+    // the hub) goes before the room exists: nobody subscribed to an old room of this id may ever
+    // receive the new one. Until the store has it, nobody can subscribe to it.
+    app.hub.delete_room(id);
     let room = RoomRecord {
         id: id.to_owned(),
         kind,
@@ -214,9 +218,26 @@ pub async fn remove_member(app: &App, caller: &str, id: &str, user: &str) -> Res
             "the owner cannot leave the room; delete it instead",
         ));
     }
-    app.store.remove_member(id, &user).await?;
-    app.hub.remove_member(id, &user);
-    Ok(())
+    // The store and the hub together, in a task of its own: a client that drops the request
+    // cannot leave the member removed from the list but still subscribed.
+    let (store, hub, room_id) = (app.store.clone(), app.hub.clone(), id.to_owned());
+    let removal = tokio::spawn(async move {
+        let removed = store.remove_member(&room_id, &user).await;
+        match &removed {
+            // Not on the list: nothing to take away (and no reason to make others re-check).
+            Ok(false) => {}
+            // Removed, or perhaps removed (no answer in time): unsubscribing is always safe.
+            Ok(true) | Err(StoreError::Unavailable(_)) => hub.remove_member(&room_id, &user),
+            Err(_) => {}
+        }
+        removed
+    });
+    match removal.await {
+        Ok(removed) => removed.map(|_| ()).map_err(RoomError::from),
+        Err(_) => Err(RoomError::Store(StoreError::Unavailable(
+            "the removal task failed".into(),
+        ))),
+    }
 }
 
 /// Deletes a room (owner only): its members, its history, and every subscription, at once.
@@ -228,9 +249,20 @@ pub async fn delete(app: &App, caller: &str, id: &str) -> Result<(), RoomError> 
     if room.owner.as_deref() != Some(caller) {
         return Err(RoomError::NotOwner);
     }
-    app.store.delete_room(id).await?;
-    app.hub.delete_room(id);
-    Ok(())
+    // As for removals: in a task of its own, and the hub is told whatever the store answered, so
+    // no subscription outlives the room (`create` also clears the id, in case).
+    let (store, hub, room_id) = (app.store.clone(), app.hub.clone(), id.to_owned());
+    let deletion = tokio::spawn(async move {
+        let deleted = store.delete_room(&room_id).await;
+        hub.delete_room(&room_id);
+        deleted
+    });
+    match deletion.await {
+        Ok(deleted) => deleted.map(|_| ()).map_err(RoomError::from),
+        Err(_) => Err(RoomError::Store(StoreError::Unavailable(
+            "the deletion task failed".into(),
+        ))),
+    }
 }
 
 /// Whether `user` may subscribe to room `id` (it is visible to them).

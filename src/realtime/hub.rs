@@ -31,6 +31,11 @@ use crate::store::{direct_stream, room_stream, HistoryEntry, Revoked};
 /// The room every socket is subscribed to when it authenticates.
 pub const LOBBY: &str = "lobby";
 
+/// A socket's replays of one room (recoveries with frames to replay) are at least this far apart;
+/// a `since` sooner than that answers `recovered: false` (the client reads the history): one
+/// ~60-byte frame must not buy a thousand frames of egress over and over.
+pub const REPLAY_INTERVAL: Duration = Duration::from_secs(5);
+
 /// At most one `typing` per socket and room is relayed in this interval.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -132,12 +137,18 @@ struct Socket {
     /// Its frames, and its kick.
     inbox: Arc<Inbox>,
     rooms: Vec<Subscription>,
-    /// When each room last relayed this socket's `typing` (`None` until it types).
-    typing: Option<Box<TypingTimes>>,
+    /// When it last typed in and recovered each room (`None` until it does either).
+    rare: Option<Box<Rare>>,
 }
 
-/// When each room last relayed a socket's `typing`.
-type TypingTimes = Vec<(Arc<str>, Instant)>;
+/// What most sockets never use, behind one pointer.
+#[derive(Default)]
+struct Rare {
+    /// When each room last relayed this socket's `typing`.
+    typing: Vec<(Arc<str>, Instant)>,
+    /// When this socket last had a replay of each room (kept across unsubscribing).
+    replays: Vec<(Arc<str>, Instant)>,
+}
 
 struct Subscription {
     room: Arc<str>,
@@ -292,7 +303,7 @@ impl Hub {
                 sid: sid.into(),
                 inbox: inbox.clone(),
                 rooms: Vec::with_capacity(1),
-                typing: None,
+                rare: None,
             },
         );
         let (users, recovered) = self.subscribe_locked(&mut state, conn, LOBBY, since, false);
@@ -390,6 +401,21 @@ impl Hub {
             }
             return (users, recovered);
         }
+        // A replay within `REPLAY_INTERVAL` of this socket's last one of this room is refused.
+        let since = match since {
+            Some(Some((id, at))) if at < room.window.len() => {
+                let now = Instant::now();
+                let replays = &mut socket.rare.get_or_insert_with(Box::default).replays;
+                replays.retain(|(_, last)| now.duration_since(*last) < REPLAY_INTERVAL);
+                if replays.iter().any(|(r, _)| **r == *room_id) {
+                    Some(None)
+                } else {
+                    replays.push((room_key.clone(), now));
+                    Some(Some((id, at)))
+                }
+            }
+            other => other,
+        };
         let user = socket.user.clone();
         let first = !room.presence.contains_key(&user);
         if first {
@@ -447,8 +473,8 @@ impl Hub {
         let was_in = match socket.rooms.iter().position(|s| &*s.room == room) {
             Some(at) => {
                 socket.rooms.swap_remove(at);
-                if let Some(typing) = &mut socket.typing {
-                    typing.retain(|(r, _)| &**r != room);
+                if let Some(rare) = &mut socket.rare {
+                    rare.typing.retain(|(r, _)| &**r != room);
                 }
                 true
             }
@@ -563,7 +589,7 @@ impl Hub {
         let Some(subscription) = socket.rooms.iter().find(|r| &*r.room == room) else {
             return Err(NotSubscribed);
         };
-        let typing = socket.typing.get_or_insert_with(Box::default);
+        let typing = &mut socket.rare.get_or_insert_with(Box::default).typing;
         match typing.iter_mut().find(|(r, _)| &**r == room) {
             Some((_, last)) if now.duration_since(*last) < TYPING_INTERVAL => return Ok(()),
             Some((_, last)) => *last = now,
@@ -672,8 +698,8 @@ impl Hub {
         for (conn, inbox) in gone.subscribers {
             if let Some(socket) = state.sockets.get_mut(&conn) {
                 socket.rooms.retain(|s| &*s.room != room);
-                if let Some(typing) = &mut socket.typing {
-                    typing.retain(|(r, _)| &**r != room);
+                if let Some(rare) = &mut socket.rare {
+                    rare.typing.retain(|(r, _)| &**r != room);
                 }
             }
             inbox.push(frame.clone(), queue);
@@ -912,6 +938,34 @@ mod tests {
         assert!(c.inbox.is_empty(), "nothing replayed");
         let d = hub.join(4, "dave", "j".into(), "s".into(), Some("nonsense"));
         assert_eq!(d.recovered, Some(false));
+    }
+
+    #[test]
+    fn a_socket_replays_a_room_at_most_once_per_interval() {
+        let hub = hub();
+        let _a = join(&hub, 1, "alice");
+        let b = join(&hub, 2, "bob");
+        let epoch = hub.acl_epoch();
+        hub.subscribe(1, "den", None, epoch).unwrap();
+        let first = hub.publish(1, "den", "one").unwrap().id;
+        hub.publish(1, "den", "two").unwrap();
+        b.inbox.take().unwrap();
+        let recovered = |inbox: &Inbox| {
+            frames(inbox)
+                .iter()
+                .find(|f| f["type"] == "subscribed")
+                .map(|f| f["recovered"].clone())
+        };
+        hub.subscribe(2, "den", Some(&first), epoch).unwrap();
+        assert_eq!(recovered(&b.inbox), Some(serde_json::json!(true)));
+        hub.unsubscribe(2, "den");
+        b.inbox.take().unwrap();
+        hub.subscribe(2, "den", Some(&first), epoch).unwrap();
+        assert_eq!(
+            recovered(&b.inbox),
+            Some(serde_json::json!(false)),
+            "a second replay of the room within the interval"
+        );
     }
 
     #[test]

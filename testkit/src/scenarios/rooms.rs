@@ -585,7 +585,8 @@ pub(super) async fn direct_messages_reach_both_users_once(ctx: Arc<Ctx>) -> Resu
     let dave = gw.new_user("dave").await?;
     a1.send_json(json!({"type": "direct", "to": dave.name, "text": "while you were out"}))
         .await?;
-    a1.recv_type("direct").await?;
+    // Alice's sockets also got bob's reply: wait for this very message.
+    while a1.recv_type("direct").await?["text"] != "while you were out" {}
     let history = gw
         .get(
             &format!("/api/direct/{}/messages", alice.name),

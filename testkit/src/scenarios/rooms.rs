@@ -2,7 +2,6 @@
 //! typing, direct messages, history paging, exact recovery, and the server API.
 
 use super::*;
-use anyhow::Context as _;
 
 /// Spacing of sends for scenarios that send more frames than the default per-socket limit (10 a
 /// second, burst 10) lets through at once.
@@ -729,104 +728,65 @@ pub(super) async fn history_pages_back_in_order(ctx: Arc<Ctx>) -> Result<Outcome
 
 pub(super) async fn recovery_is_exact(ctx: Arc<Ctx>) -> Result<Outcome> {
     let gw = &ctx.gw;
-    let alice = gw.new_user("alice").await.context("recovery step 1")?;
-    let bob = gw.new_user("bob").await.context("recovery step 2")?;
-    let square = gw
-        .create_room(&alice, "square", "public")
-        .await
-        .context("recovery step 3")?;
-    let other = gw
-        .create_room(&alice, "other", "public")
-        .await
-        .context("recovery step 4")?;
+    let alice = gw.new_user("alice").await?;
+    let bob = gw.new_user("bob").await?;
+    let square = gw.create_room(&alice, "square", "public").await?;
+    let other = gw.create_room(&alice, "other", "public").await?;
     let focus = [alice.name.as_str(), bob.name.as_str()];
-    let (mut b, _) = gw.connect(&bob).await.context("recovery step 5")?;
+    let (mut b, _) = gw.connect(&bob).await?;
     b.focus(&focus);
     b.pace(PACE);
-    b.subscribe(&square, None)
-        .await
-        .context("recovery step 6")?;
-    b.subscribe(&other, None).await.context("recovery step 7")?;
-    let (mut a, _) = gw.connect(&alice).await.context("recovery step 8")?;
+    b.subscribe(&square, None).await?;
+    b.subscribe(&other, None).await?;
+    let (mut a, _) = gw.connect(&alice).await?;
     a.focus(&focus);
-    a.subscribe(&square, None)
-        .await
-        .context("recovery step 9")?;
+    a.subscribe(&square, None).await?;
     for i in 0..3 {
-        b.say_in(&square, &format!("before{i}"))
-            .await
-            .context("recovery step 10")?;
+        b.say_in(&square, &format!("before{i}")).await?;
     }
-    let seen = recv_in(&mut a, "message", &square, 3)
-        .await
-        .context("recovery step 11")?;
+    let seen = recv_in(&mut a, "message", &square, 3).await?;
     let last = ids(&seen)[2].clone();
-    a.close().await.context("recovery step 12")?;
+    a.close().await?;
     for i in 0..3 {
-        b.say_in(&square, &format!("away{i}"))
-            .await
-            .context("recovery step 13")?;
+        b.say_in(&square, &format!("away{i}")).await?;
     }
-    recv_in(&mut b, "message", &square, 6)
-        .await
-        .context("recovery step 16")?;
-    b.say_in(&other, "elsewhere")
-        .await
-        .context("recovery step 14")?;
-    let other_id = ids(&recv_in(&mut b, "message", &other, 1)
-        .await
-        .context("recovery step 15")?)[0]
-        .clone();
+    recv_in(&mut b, "message", &square, 6).await?;
+    b.say_in(&other, "elsewhere").await?;
+    let other_id = ids(&recv_in(&mut b, "message", &other, 1).await?)[0].clone();
 
-    let (mut a, _) = gw.connect(&alice).await.context("recovery step 17")?;
+    let (mut a, _) = gw.connect(&alice).await?;
     a.focus(&focus);
-    let sub = a
-        .subscribe(&square, Some(&last))
-        .await
-        .context("recovery step 18")?;
+    let sub = a.subscribe(&square, Some(&last)).await?;
     ensure!(sub["recovered"] == true, "{sub}");
     // A live message right after the subscription comes after the replay.
-    b.say_in(&square, "live")
-        .await
-        .context("recovery step 19")?;
-    let got = recv_in(&mut a, "message", &square, 4)
-        .await
-        .context("recovery step 20")?;
+    b.say_in(&square, "live").await?;
+    let got = recv_in(&mut a, "message", &square, 4).await?;
     ensure!(
         texts(&got) == ["away0", "away1", "away2", "live"],
         "{:?}",
         texts(&got)
     );
-    a.expect_silence(SHORT).await.context("recovery step 21")?;
+    a.expect_silence(SHORT).await?;
 
     // Not recoverable: unknown, malformed, another room's id.
     for since in ["1", "nonsense", other_id.as_str()] {
-        let (mut s, _) = gw.connect(&alice).await.context("recovery step 22")?;
+        let (mut s, _) = gw.connect(&alice).await?;
         s.focus(&focus);
-        let sub = s
-            .subscribe(&square, Some(since))
-            .await
-            .context("recovery step 23")?;
+        let sub = s.subscribe(&square, Some(since)).await?;
         ensure!(sub["recovered"] == false, "since {since}: {sub}");
-        s.expect_silence(SHORT).await.context("recovery step 24")?;
+        s.expect_silence(SHORT).await?;
     }
 
     // lobby recovers through the auth frame.
-    a.say("lobby-1").await.context("recovery step 25")?;
-    let mark = a.recv_type("message").await.context("recovery step 26")?;
+    a.say("lobby-1").await?;
+    let mark = a.recv_type("message").await?;
     let mark_id = mark["id"].as_str().unwrap_or("").to_owned();
-    b.say("lobby-2").await.context("recovery step 27")?;
-    a.recv_type("message").await.context("recovery step 28")?;
-    let (mut again, hello) = gw
-        .connect_since(&alice, Some(&mark_id))
-        .await
-        .context("recovery step 29")?;
+    b.say("lobby-2").await?;
+    a.recv_type("message").await?;
+    let (mut again, hello) = gw.connect_since(&alice, Some(&mark_id)).await?;
     again.focus(&focus);
     ensure!(hello["recovered"] == true, "{hello}");
-    let replay = again
-        .recv_type("message")
-        .await
-        .context("recovery step 30")?;
+    let replay = again.recv_type("message").await?;
     ensure!(
         replay["text"] == "lobby-2" && replay["room"] == "lobby",
         "{replay}"
@@ -839,53 +799,23 @@ pub(super) async fn recovery_is_exact(ctx: Arc<Ctx>) -> Result<Outcome> {
             "WSGATE_RECOVERY_MESSAGES is {n}; the window check needs 1 to 200"
         )));
     }
-    let window = gw
-        .create_room(&alice, "window", "public")
-        .await
-        .context("recovery step 31")?;
-    b.subscribe(&window, None)
-        .await
-        .context("recovery step 32")?;
-    b.say_in(&window, "since")
-        .await
-        .context("recovery step 33")?;
-    let since = ids(&recv_in(&mut b, "message", &window, 1)
-        .await
-        .context("recovery step 34")?)[0]
-        .clone();
+    let window = gw.create_room(&alice, "window", "public").await?;
+    b.subscribe(&window, None).await?;
+    b.say_in(&window, "since").await?;
+    let since = ids(&recv_in(&mut b, "message", &window, 1).await?)[0].clone();
     for i in 0..n - 1 {
-        b.say_in(&window, &format!("w{i}"))
-            .await
-            .context("recovery step 35")?;
+        b.say_in(&window, &format!("w{i}")).await?;
     }
-    recv_in(&mut b, "message", &window, n - 1)
-        .await
-        .context("recovery step 36")?;
-    let (mut s, _) = gw.connect(&alice).await.context("recovery step 37")?;
+    recv_in(&mut b, "message", &window, n - 1).await?;
+    let (mut s, _) = gw.connect(&alice).await?;
     s.focus(&focus);
-    let sub = s
-        .subscribe(&window, Some(&since))
-        .await
-        .context("recovery step 38")?;
+    let sub = s.subscribe(&window, Some(&since)).await?;
     ensure!(sub["recovered"] == true, "{} after since: {sub}", n - 1);
-    ensure!(
-        recv_in(&mut s, "message", &window, n - 1)
-            .await
-            .context("recovery step 39")?
-            .len()
-            == n - 1
-    );
-    b.say_in(&window, "one more")
-        .await
-        .context("recovery step 40")?;
-    recv_in(&mut b, "message", &window, 1)
-        .await
-        .context("recovery step 41")?;
-    let (mut s, _) = gw.connect(&alice).await.context("recovery step 42")?;
-    let sub = s
-        .subscribe(&window, Some(&since))
-        .await
-        .context("recovery step 43")?;
+    ensure!(recv_in(&mut s, "message", &window, n - 1).await?.len() == n - 1);
+    b.say_in(&window, "one more").await?;
+    recv_in(&mut b, "message", &window, 1).await?;
+    let (mut s, _) = gw.connect(&alice).await?;
+    let sub = s.subscribe(&window, Some(&since)).await?;
     ensure!(sub["recovered"] == false, "{n} after since: {sub}");
     Ok(Outcome::Pass)
 }

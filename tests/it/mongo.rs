@@ -381,7 +381,7 @@ async fn indexes_are_created_idempotently_with_ttls() {
     let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
     let db = client.database(store.database_name());
     let mut seen = Vec::new();
-    for name in ["users", "ws_tickets", "revoked_tokens"] {
+    for name in ["users", "ws_tickets", "revoked_tokens", "rooms", "history"] {
         let names = db
             .collection::<mongodb::bson::Document>(name)
             .list_index_names()
@@ -417,6 +417,41 @@ async fn indexes_are_created_idempotently_with_ttls() {
         seen.contains(&("revoked_tokens", "expires_at_ttl".into(), false, Some(0))),
         "{seen:?}"
     );
+    // Rooms by member and by kind; history unique by (stream, id), collected after 30 days.
+    for (collection, index, unique, ttl) in [
+        ("rooms", "members", false, None),
+        ("rooms", "kind_id", false, None),
+        ("history", "stream_id", true, None),
+        ("history", "at_ttl", false, Some(30 * 86_400)),
+    ] {
+        assert!(
+            seen.contains(&(collection, index.into(), unique, ttl)),
+            "{collection}.{index}: {seen:?}"
+        );
+    }
+    // Another retention changes the TTL index in place.
+    MongoStore::connect_with_retention(
+        &uri,
+        store.database_name(),
+        Duration::from_secs(5),
+        Duration::from_secs(86_400),
+    )
+    .await
+    .expect("connect with another retention");
+    let mut cursor = db
+        .collection::<mongodb::bson::Document>("history")
+        .list_indexes()
+        .await
+        .unwrap();
+    let mut ttl = None;
+    use futures_util::StreamExt;
+    while let Some(index) = cursor.next().await {
+        let options = index.unwrap().options.unwrap_or_default();
+        if options.name.as_deref() == Some("at_ttl") {
+            ttl = options.expire_after.map(|d| d.as_secs());
+        }
+    }
+    assert_eq!(ttl, Some(86_400));
 }
 
 #[tokio::test]

@@ -391,13 +391,8 @@ impl Hub {
             let recovered = since.map(|found| found.is_some_and(|(id, _)| id >= existing.after));
             let users = room.users();
             if announce {
-                let frame = ServerFrame::Subscribed {
-                    room: room_id,
-                    users: users.clone(),
-                    recovered,
-                }
-                .to_json();
-                socket.inbox.push(frame.into(), config.queue);
+                let frame = subscribed_frame(room_id, &users, recovered);
+                socket.inbox.push(frame, config.queue);
             }
             return (users, recovered);
         }
@@ -429,13 +424,10 @@ impl Hub {
         let users = room.users();
         let recovered = since.map(|found| found.is_some());
         if announce {
-            let frame = ServerFrame::Subscribed {
-                room: room_id,
-                users: users.clone(),
-                recovered,
-            }
-            .to_json();
-            socket.inbox.push_unbounded(frame.into());
+            // With the replay that follows: neither counts toward the socket's bound.
+            socket
+                .inbox
+                .push_unbounded(subscribed_frame(room_id, &users, recovered));
         }
         if let Some(Some((_, at))) = since {
             for recent in room.window.range(at..) {
@@ -777,6 +769,17 @@ impl Hub {
     pub fn room_count(&self) -> usize {
         self.state().rooms.len()
     }
+}
+
+/// The `subscribed` frame.
+fn subscribed_frame(room: &str, users: &[String], recovered: Option<bool>) -> Utf8Bytes {
+    ServerFrame::Subscribed {
+        room,
+        users: users.to_vec(),
+        recovered,
+    }
+    .to_json()
+    .into()
 }
 
 /// Every socket of a user (the registered form of the name).

@@ -199,6 +199,15 @@ fn targets(label: &str, run: &Value) -> Vec<(String, String, Option<bool>)> {
     }
 }
 
+/// How the targets table says whether a target was met.
+fn met_text(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "yes",
+        Some(false) => "NO",
+        None => "n/a",
+    }
+}
+
 /// (target, measured, met) rows that compare two labelled runs of one set (the rooms targets).
 fn paired_targets(runs: &[Value]) -> Vec<(String, String, Option<bool>)> {
     let by = |label: &str| runs.iter().rev().find(|r| r["label"] == label);
@@ -209,30 +218,24 @@ fn paired_targets(runs: &[Value]) -> Vec<(String, String, Option<bool>)> {
     };
     let mut rows = Vec::new();
     if let (Some(small), Some(big)) = (by("rooms-small"), by("rooms-big")) {
-        let cpu = |r: &Value| quiet(r, "server_cpu_us_per_delivery");
-        let user = |r: &Value| quiet(r, "server_user_cpu_us_per_delivery");
-        let total = ratio(cpu(small), cpu(big));
-        rows.push((
-            "rooms: CPU/delivery, 1,000 rooms of 10 ≤ 1.5× one room of 1,000".into(),
-            format!(
-                "{} vs {} µs = {}×",
-                f(cpu(small), 2),
-                f(cpu(big), 2),
-                f(total, 2)
+        for (target, key) in [
+            (
+                "rooms: CPU/delivery, 1,000 rooms of 10 ≤ 1.5× one room of 1,000",
+                "server_cpu_us_per_delivery",
             ),
-            total.map(|r| r <= 1.5),
-        ));
-        let own = ratio(user(small), user(big));
-        rows.push((
-            "rooms: the same, user-mode CPU only (the server's own code)".into(),
-            format!(
-                "{} vs {} µs = {}×",
-                f(user(small), 2),
-                f(user(big), 2),
-                f(own, 2)
+            (
+                "rooms: the same, user-mode CPU only (the server's own code)",
+                "server_user_cpu_us_per_delivery",
             ),
-            own.map(|r| r <= 1.5),
-        ));
+        ] {
+            let (a, b) = (quiet(small, key), quiet(big, key));
+            let r = ratio(a, b);
+            rows.push((
+                target.into(),
+                format!("{} vs {} µs = {}×", f(a, 2), f(b, 2), f(r, 2)),
+                r.map(|r| r <= 1.5),
+            ));
+        }
     }
     if let (Some(lobby), Some(rooms)) = (by("idle-10k"), by("idle-rooms")) {
         let per = |r: &Value| num(&r["server_rss_kib_per_socket"]);
@@ -294,22 +297,12 @@ pub fn run(files: &[std::path::PathBuf]) -> Result<bool> {
         summary.row(vec![name, headline(run)]);
         for (target, measured, met) in targets(label, run) {
             all_met &= met == Some(true);
-            let met = match met {
-                Some(true) => "yes",
-                Some(false) => "NO",
-                None => "n/a",
-            };
-            goals.row(vec![target, measured, met.into()]);
+            goals.row(vec![target, measured, met_text(met).into()]);
         }
     }
     for (target, measured, met) in paired_targets(&runs) {
         all_met &= met == Some(true);
-        let met = match met {
-            Some(true) => "yes",
-            Some(false) => "NO",
-            None => "n/a",
-        };
-        goals.row(vec![target, measured, met.into()]);
+        goals.row(vec![target, measured, met_text(met).into()]);
     }
     summary.print();
     if !goals.is_empty() {

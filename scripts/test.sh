@@ -27,7 +27,16 @@ export WSGATE_TEST_MONGODB_URI WSGATE_TEST_SECANTUSD
 export WSGATE_REQUIRE_MONGO=1
 echo "test MongoDB: $WSGATE_TEST_MONGODB_URI"
 
-stage "cargo test (unit, store suite x2, scenarios x2 stores, server qualities, MongoDB outage)"
+stage "Redis and nginx (Debian's) for the cluster tests"
+# Each cluster test starts its own redis-server (pub/sub is global to a Redis) and nginx.
+WSGATE_TEST_REDIS_SERVER=$(scripts/redis.sh bin)
+WSGATE_TEST_NGINX=$(scripts/nginx.sh bin)
+export WSGATE_TEST_REDIS_SERVER WSGATE_TEST_NGINX
+export WSGATE_REQUIRE_REDIS=1
+"$WSGATE_TEST_REDIS_SERVER" --version
+"$WSGATE_TEST_NGINX" -v
+
+stage "cargo test (unit, store suite x2, scenarios x3 engines, cluster of nodes, server qualities, MongoDB outage)"
 cargo test --workspace 2>&1 | tee target/test-cargo.log
 
 stage "scenario suite against the real binary (scripts/scenarios.sh)"

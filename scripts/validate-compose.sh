@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 export WSGATE_JWT_SECRET=validate-only-validate-only-validate-only
 if docker compose version >/dev/null 2>&1; then
   docker compose config --quiet
-  echo "docker compose config: valid"
+  docker compose --profile clustered config --quiet
+  echo "docker compose config: valid (single node and the clustered profile)"
   exit 0
 fi
 if ! command -v docker-compose >/dev/null 2>&1; then
@@ -14,4 +15,5 @@ if ! command -v docker-compose >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
 fi
 docker-compose config --quiet
-echo "docker-compose config: valid ($(docker-compose version --short))"
+docker-compose --profile clustered config --quiet
+echo "docker-compose config: valid, single node and the clustered profile ($(docker-compose version --short))"

@@ -202,6 +202,53 @@ impl ServerFrame<'_> {
     }
 }
 
+/// A frame serialized once with its `id` and `ts` left open, for whoever assigns them (the
+/// cluster's Redis script, which owns a room's ids): `head` + id + `mid` + ts + `tail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameTemplate {
+    pub head: String,
+    pub mid: String,
+    pub tail: String,
+}
+
+/// Placeholders no serialized frame contains otherwise: the id's is escaped by JSON (a quote in a
+/// value is escaped, so the quoted pair cannot occur inside one), and `ts` is the frame's last key.
+const ID_MARK: &str = r"\u0000";
+const TS_MARK: &str = "\"ts\":-9223372036854775808}";
+
+impl FrameTemplate {
+    /// The template of a frame of id `\u{0}` and ts `i64::MIN` (a message, an event to a room, a
+    /// direct message: frames whose last key is `ts`).
+    pub fn of(frame: &ServerFrame<'_>) -> Self {
+        let json = frame.to_json();
+        let id_at = json
+            .find(&format!("\"id\":\"{ID_MARK}\""))
+            .expect("the frame has the id placeholder")
+            + "\"id\":\"".len();
+        let ts_at = json.rfind(TS_MARK).expect("ts is the frame's last key") + "\"ts\":".len();
+        Self {
+            head: json[..id_at].to_owned(),
+            mid: json[id_at + ID_MARK.len()..ts_at].to_owned(),
+            tail: "}".to_owned(),
+        }
+    }
+
+    /// The frame with its id and ts.
+    pub fn fill(&self, id: &str, ts: &str) -> String {
+        let mut out =
+            String::with_capacity(self.head.len() + id.len() + self.mid.len() + ts.len() + 1);
+        out.push_str(&self.head);
+        out.push_str(id);
+        out.push_str(&self.mid);
+        out.push_str(ts);
+        out.push_str(&self.tail);
+        out
+    }
+}
+
+/// The id placeholder of `FrameTemplate::of`.
+pub const TEMPLATE_ID: &str = "\u{0}";
+
 /// Why the server closes a socket. The close reason is exactly `name()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -227,6 +274,8 @@ pub enum CloseReason {
     SlowConsumer,
     /// 1011: the store failed while checking the token.
     StoreUnavailable,
+    /// 1013: a cluster node could not reach Redis to join the socket to `lobby`: try again later.
+    ClusterUnavailable,
     /// 1011: the store refused an operation, or another server-side fault.
     Internal,
     /// 1002: the client broke RFC 6455 (RSV bits without an extension, an unmasked frame, a
@@ -251,7 +300,7 @@ impl CloseReason {
             AuthTimeout | HeartbeatTimeout => 4408,
             RateLimited => 4429,
             MessageTooBig => 1009,
-            SlowConsumer => 1013,
+            SlowConsumer | ClusterUnavailable => 1013,
             StoreUnavailable | Internal => 1011,
             ProtocolError => 1002,
             InvalidUtf8 => 1007,
@@ -275,6 +324,7 @@ impl CloseReason {
             MessageTooBig => "message_too_big",
             SlowConsumer => "slow_consumer",
             StoreUnavailable => "store_unavailable",
+            ClusterUnavailable => "unavailable",
             Internal => "internal_error",
             ProtocolError => "protocol_error",
             InvalidUtf8 => "invalid_utf8",

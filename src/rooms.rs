@@ -101,7 +101,7 @@ pub async fn create(
     // Whatever the hub still holds under this id (a deletion interrupted between the store and
     // the hub) goes before the room exists: nobody subscribed to an old room of this id may ever
     // receive the new one. Until the store has it, nobody can subscribe to it.
-    app.hub.delete_room(id);
+    app.engine.delete_room(id).await;
     let room = RoomRecord {
         id: id.to_owned(),
         kind,
@@ -220,14 +220,16 @@ pub async fn remove_member(app: &App, caller: &str, id: &str, user: &str) -> Res
     }
     // The store and the hub together, in a task of its own: a client that drops the request
     // cannot leave the member removed from the list but still subscribed.
-    let (store, hub, room_id) = (app.store.clone(), app.hub.clone(), id.to_owned());
+    let (store, engine, room_id) = (app.store.clone(), app.engine.clone(), id.to_owned());
     let removal = tokio::spawn(async move {
         let removed = store.remove_member(&room_id, &user).await;
         match &removed {
             // Not on the list: nothing to take away (and no reason to make others re-check).
             Ok(false) => {}
             // Removed, or perhaps removed (no answer in time): unsubscribing is always safe.
-            Ok(true) | Err(StoreError::Unavailable(_)) => hub.remove_member(&room_id, &user),
+            Ok(true) | Err(StoreError::Unavailable(_)) => {
+                engine.remove_member(&room_id, &user).await
+            }
             Err(_) => {}
         }
         removed
@@ -251,10 +253,10 @@ pub async fn delete(app: &App, caller: &str, id: &str) -> Result<(), RoomError> 
     }
     // As for removals: in a task of its own, and the hub is told whatever the store answered, so
     // no subscription outlives the room (`create` also clears the id, in case).
-    let (store, hub, room_id) = (app.store.clone(), app.hub.clone(), id.to_owned());
+    let (store, engine, room_id) = (app.store.clone(), app.engine.clone(), id.to_owned());
     let deletion = tokio::spawn(async move {
         let deleted = store.delete_room(&room_id).await;
-        hub.delete_room(&room_id);
+        engine.delete_room(&room_id).await;
         deleted
     });
     match deletion.await {

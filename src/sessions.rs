@@ -128,10 +128,10 @@ pub async fn start(app: &App, username: &str) -> Result<TokenPair, SessionError>
         )
         .await?;
     if !evicted.is_empty() {
-        let closed: usize = evicted
-            .into_iter()
-            .map(|sid| app.hub.kick(&Revoked::Session(sid), Kick::Revoked))
-            .sum();
+        let mut closed = 0;
+        for sid in evicted {
+            closed += app.engine.kick(&Revoked::Session(sid), Kick::Revoked).await;
+        }
         tracing::info!(
             user = %username,
             limit = app.settings.auth.max_sessions_per_user,
@@ -183,9 +183,9 @@ pub async fn end_all(app: &App, username: &str) -> Result<usize, SessionError> {
         .store
         .revoke_user_sessions(username, access_until(app, now), now)
         .await?;
-    let mut closed = app.hub.kick_user(username, Kick::Revoked);
+    let mut closed = app.engine.kick_user(username, Kick::Revoked).await;
     for sid in sids {
-        closed += app.hub.kick(&Revoked::Session(sid), Kick::Revoked);
+        closed += app.engine.kick(&Revoked::Session(sid), Kick::Revoked).await;
     }
     Ok(closed)
 }
@@ -197,7 +197,7 @@ async fn revoke(app: &App, what: Revoked, now: UnixMillis) -> Result<usize, Sess
             .revoke_session(sid, access_until(app, now), now)
             .await?;
     }
-    Ok(app.hub.kick(&what, Kick::Revoked))
+    Ok(app.engine.kick(&what, Kick::Revoked).await)
 }
 
 /// Background task: applies revocations made through other instances (sharing the store) to this

@@ -25,7 +25,7 @@ use crate::edge::{ClientAddr, ConnSlot, PerIpCounts};
 use crate::history::History;
 use crate::metrics::{Held, Metrics};
 use crate::ratelimit::IpLimits;
-use crate::realtime::{Hub, HubConfig};
+use crate::realtime::{Cluster, ClusterConfig, Engine, Hub, HubConfig};
 use crate::state::App;
 use crate::store::{InstrumentedStore, MemoryStore, MongoStore, Store};
 
@@ -63,6 +63,9 @@ pub enum StartupError {
     /// The configured store could not be reached or prepared.
     #[error("cannot use the store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// Redis (WSGATE_REDIS_URL) could not be reached.
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] crate::realtime::ClusterError),
 }
 
 /// Connections the metrics-only listener serves at once: scrapers, not clients.
@@ -154,6 +157,30 @@ impl Application {
             .jwt_previous_secret
             .as_ref()
             .map(|s| s.expose().as_bytes());
+        let shutdown = CancellationToken::new();
+        let hub = Hub::new(HubConfig {
+            queue: settings.limits.outbound_queue,
+            recovery_messages: settings.rooms.recovery_messages,
+            recovery_age: settings.rooms.recovery_age,
+            max_rooms: settings.rooms.max_rooms_per_socket,
+            cluster: settings.cluster.redis_url.is_some(),
+        });
+        let engine = match &settings.cluster.redis_url {
+            Some(url) => Engine::Cluster(
+                Cluster::connect(
+                    ClusterConfig {
+                        url: url.expose().to_owned(),
+                        node_timeout: settings.cluster.node_timeout,
+                        recovery_messages: settings.rooms.recovery_messages,
+                        recovery_age: settings.rooms.recovery_age,
+                    },
+                    hub.clone(),
+                    shutdown.clone(),
+                )
+                .await?,
+            ),
+            None => Engine::Local(hub.clone()),
+        };
         let app = Arc::new(App {
             tokens: TokenKeys::new(
                 &secret,
@@ -165,12 +192,8 @@ impl Application {
             refresh_tokens: RefreshCodec::new(&secret, previous),
             passwords: PasswordHasher::new(settings.auth.bcrypt_cost, metrics.bcrypt_queue.clone())
                 .await?,
-            hub: Hub::new(HubConfig {
-                queue: settings.limits.outbound_queue,
-                recovery_messages: settings.rooms.recovery_messages,
-                recovery_age: settings.rooms.recovery_age,
-                max_rooms: settings.rooms.max_rooms_per_socket,
-            }),
+            hub,
+            engine,
             history: History::new(
                 store.clone(),
                 metrics.clone(),
@@ -180,7 +203,7 @@ impl Application {
             limits: IpLimits::new(&settings.limits),
             origins: crate::edge::Origins::resolve(&settings.net.allowed_origins.0, local_addr),
             ws_config: App::websocket_config(settings.limits.max_frame_bytes),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks: TaskTracker::new(),
             metrics,
             metrics_on_main,
@@ -273,6 +296,7 @@ impl Application {
                 "connections still open after the grace period"
             );
         }
+        app.engine.depart().await;
         tracing::info!(connections = open, "wsgate stopped");
     }
 }

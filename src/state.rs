@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::ratelimit::IpLimits;
-use crate::realtime::Hub;
+use crate::realtime::{Engine, Hub};
 use crate::store::Store;
 
 /// Read buffer per WebSocket. Chat frames are small; tungstenite's 128 KiB default would be resident
@@ -34,8 +34,10 @@ pub struct App {
     pub(crate) refresh_tokens: RefreshCodec,
     /// bcrypt, off the async workers.
     pub(crate) passwords: PasswordHasher,
-    /// Online sockets, rooms and delivery.
+    /// This process's sockets, rooms and delivery.
     pub(crate) hub: Hub,
+    /// The realtime engine (local, or a node of a cluster): what crosses nodes goes through it.
+    pub(crate) engine: Engine,
     /// History: the writer's buffer and reads.
     pub(crate) history: History,
     /// Per-IP limits.
@@ -63,6 +65,11 @@ impl App {
     /// Who is online (socket and user counts).
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The realtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The server's metrics (what `/metrics` serves).

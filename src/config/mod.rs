@@ -44,6 +44,9 @@ pub struct Settings {
     /// Where records live.
     #[command(flatten)]
     pub store: StoreSettings,
+    /// Several nodes on Redis.
+    #[command(flatten)]
+    pub cluster: ClusterSettings,
     /// Logs and metrics.
     #[command(flatten)]
     pub ops: Ops,
@@ -260,6 +263,21 @@ pub struct StoreSettings {
     pub mongodb_timeout: Duration,
 }
 
+/// Several nodes behind a load balancer, on Redis.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterSettings {
+    /// Redis connection string (`redis://` or `rediss://`, with `user:password@` when Redis asks
+    /// for it). Set: this node is one of a cluster (which needs WSGATE_MONGODB_URI, shared by
+    /// every node). Unset: a single node, with nothing to install.
+    #[arg(long = "redis-url", env = "WSGATE_REDIS_URL", hide_env_values = true, value_parser = redis_url)]
+    pub redis_url: Option<Secret>,
+
+    /// A node that has not renewed its heartbeat in Redis for this long is dead: its users are
+    /// reported `left` everywhere.
+    #[arg(long = "node-timeout-secs", env = "WSGATE_NODE_TIMEOUT_SECS", default_value = "15", value_parser = positive_secs)]
+    pub node_timeout: Duration,
+}
+
 /// Logs and metrics.
 #[derive(Debug, Clone, Args)]
 pub struct Ops {
@@ -359,6 +377,14 @@ fn mongodb_uri(text: &str) -> Result<MongoUri, String> {
         return Err("must start with mongodb:// or mongodb+srv://".into());
     }
     Ok(MongoUri(Some(Secret(text.to_owned()))))
+}
+
+fn redis_url(text: &str) -> Result<Secret, String> {
+    let text = text.trim();
+    if !(text.starts_with("redis://") || text.starts_with("rediss://")) {
+        return Err("must start with redis:// or rediss://".into());
+    }
+    Ok(Secret(text.to_owned()))
 }
 
 fn signing_secret(text: &str) -> Result<Secret, String> {
@@ -492,6 +518,13 @@ impl Settings {
             return Err(ConfigError::Cli(
                 "WSGATE_JWT_PREVIOUS_SECRET (--jwt-previous-secret): needs WSGATE_JWT_SECRET \
                  (--jwt-secret) to be set too"
+                    .into(),
+            ));
+        }
+        if self.cluster.redis_url.is_some() && self.store.mongodb_uri.0.is_none() {
+            return Err(ConfigError::Cli(
+                "WSGATE_REDIS_URL (--redis-url): needs WSGATE_MONGODB_URI (--mongodb-uri) too: \
+                 the nodes of a cluster share accounts, tickets and rooms there"
                     .into(),
             ));
         }

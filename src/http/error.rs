@@ -79,6 +79,9 @@ pub enum ApiError {
     /// The store did not answer.
     #[error("the store is unavailable, retry later")]
     StoreUnavailable,
+    /// The cluster (Redis) did not answer: nothing was published.
+    #[error("redis is unavailable, retry later")]
+    ClusterUnavailable,
     /// Upgrade from an origin not in the allow list.
     #[error("this origin may not open WebSockets here")]
     OriginForbidden,
@@ -109,6 +112,12 @@ pub enum ApiError {
 }
 
 impl Reject for ApiError {}
+
+impl From<crate::realtime::EngineError> for ApiError {
+    fn from(_: crate::realtime::EngineError) -> Self {
+        ApiError::ClusterUnavailable
+    }
+}
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
@@ -211,7 +220,7 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            StoreUnavailable | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable | ClusterUnavailable | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             OriginForbidden => StatusCode::FORBIDDEN,
             UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             NotFound => StatusCode::NOT_FOUND,
@@ -242,6 +251,7 @@ impl ApiError {
             Unauthorized => "unauthorized",
             RateLimited { .. } => "rate_limited",
             StoreUnavailable => "store_unavailable",
+            ClusterUnavailable => "unavailable",
             ShuttingDown => "shutting_down",
             OriginForbidden => "origin_forbidden",
             TicketMissing => "ticket_missing",

@@ -57,13 +57,22 @@ pub fn health(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejec
         .and(warp::get())
         .and(with_app(app))
         .and_then(|app: Arc<App>| async move {
-            match app.store.ping().await {
-                Ok(()) => Ok(warp::reply::json(&json!({
+            if let Err(err) = app.store.ping().await {
+                return Err(Rejection::from(ApiError::from(err)));
+            }
+            match app.engine.cluster_healthy() {
+                None => Ok(warp::reply::json(&json!({
                     "status": "ok",
                     "store": app.store.kind(),
                 }))
                 .into_response()),
-                Err(err) => Err(Rejection::from(ApiError::from(err))),
+                Some(true) => Ok(warp::reply::json(&json!({
+                    "status": "ok",
+                    "store": app.store.kind(),
+                    "redis": "ok",
+                }))
+                .into_response()),
+                Some(false) => Err(Rejection::from(ApiError::ClusterUnavailable)),
             }
         })
 }

@@ -157,7 +157,7 @@ async fn handle_publish(app: &App, body: Publish) -> Result<Response, ApiError> 
     if !rooms::exists(app, &body.room).await? {
         return Err(ApiError::UnknownRoom);
     }
-    let published = app.hub.publish_event(&body.room, &data);
+    let published = app.engine.publish_event(&body.room, &data).await?;
     app.history.record(published.entry);
     tracing::debug!(room = %body.room, "server event published");
     Ok(warp::reply::json(&json!({"id": published.id})).into_response())
@@ -166,8 +166,8 @@ async fn handle_publish(app: &App, body: Publish) -> Result<Response, ApiError> 
 async fn handle_send(app: &App, body: Send) -> Result<Response, ApiError> {
     let data = compact(&body.data)?;
     let user = rooms::resolve_user(app, &body.user).await?;
-    let sockets = app.hub.send_to_user(&user, &data);
-    tracing::debug!(%user, sockets, "server event sent");
+    app.engine.send_to_user(&user, &data).await?;
+    tracing::debug!(%user, "server event sent");
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
@@ -180,7 +180,7 @@ async fn handle_logout_all(app: &App, user: &str) -> Result<Response, ApiError> 
 
 async fn handle_disconnect(app: &App, user: &str) -> Result<Response, ApiError> {
     let user = rooms::resolve_user(app, user).await?;
-    let closed = app.hub.kick_user(&user, Kick::Reconnect);
+    let closed = app.engine.kick_user(&user, Kick::Reconnect).await;
     tracing::info!(%user, sockets_closed = closed, "reconnect asked by the server API");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -189,7 +189,8 @@ async fn handle_presence(app: &App, room: &str) -> Result<Response, ApiError> {
     if !rooms::exists(app, room).await? {
         return Err(ApiError::UnknownRoom);
     }
-    Ok(warp::reply::json(&json!({"users": app.hub.presence(room)})).into_response())
+    let users = app.engine.presence(room).await?;
+    Ok(warp::reply::json(&json!({ "users": users })).into_response())
 }
 
 #[cfg(test)]

@@ -71,6 +71,26 @@ pub enum SubscribeError {
     Stale,
     /// The socket is gone.
     Gone,
+    /// The cluster could not be reached.
+    Unavailable,
+}
+
+/// What a socket that left was subscribed to (a cluster node takes it off the cluster's presence).
+#[derive(Debug)]
+pub struct Left {
+    pub user: Arc<str>,
+    pub rooms: Vec<Arc<str>>,
+}
+
+/// What a cluster node needs to ask the cluster for a subscription (see `prepare_subscribe`).
+#[derive(Debug)]
+pub struct Prepared {
+    /// The socket's user.
+    pub user: Arc<str>,
+    /// The room's last id when the socket subscribed, when it is subscribed already.
+    pub already_after: Option<u64>,
+    /// Whether a recovery may replay frames (see `REPLAY_INTERVAL`).
+    pub replay_allowed: bool,
 }
 
 /// A frame for a room the socket is not subscribed to.
@@ -91,6 +111,9 @@ pub struct HubConfig {
     pub recovery_age: Duration,
     /// Rooms a socket may be subscribed to at once (`lobby` included).
     pub max_rooms: usize,
+    /// One node of a cluster: presence, ids and recovery come from the cluster engine (`cluster`),
+    /// so this hub announces no `joined`/`left` itself and keeps no recovery window.
+    pub cluster: bool,
 }
 
 /// A message the hub delivered, for the history.
@@ -239,9 +262,14 @@ impl Hub {
                 state: Mutex::new(State::default()),
                 config: HubConfig {
                     queue: config.queue.max(1),
-                    recovery_messages: config.recovery_messages,
+                    recovery_messages: if config.cluster {
+                        0
+                    } else {
+                        config.recovery_messages
+                    },
                     recovery_age: config.recovery_age,
                     max_rooms: config.max_rooms.max(1),
+                    cluster: config.cluster,
                 },
                 last_id: AtomicU64::new(0),
                 next_conn: AtomicU64::new(1),
@@ -288,24 +316,8 @@ impl Hub {
         sid: String,
         since: Option<&str>,
     ) -> Joined {
-        let inbox = Arc::new(Inbox::default());
         let mut state = self.state();
-        let user: Arc<str> = match state.users.get_key_value(user) {
-            Some((existing, _)) => existing.clone(),
-            None => Arc::from(user),
-        };
-        state.users.entry(user.clone()).or_default().push(conn);
-        state.sockets.insert(
-            conn,
-            Socket {
-                user,
-                jti: jti.into(),
-                sid: sid.into(),
-                inbox: inbox.clone(),
-                rooms: Vec::with_capacity(1),
-                rare: None,
-            },
-        );
+        let inbox = add_socket_locked(&mut state, conn, user, jti, sid);
         let (users, recovered) = self.subscribe_locked(&mut state, conn, LOBBY, since, false);
         Joined {
             users,
@@ -314,16 +326,20 @@ impl Hub {
         }
     }
 
+    /// Adds an authenticated socket in no room (a cluster node subscribes it to `lobby` once the
+    /// cluster answered, see `apply_subscribed`).
+    pub fn add_socket(&self, conn: ConnId, user: &str, jti: String, sid: String) -> Arc<Inbox> {
+        add_socket_locked(&mut self.state(), conn, user, jti, sid)
+    }
+
     /// Removes a socket from every room it is in; announces `left` where it was its user's last
     /// socket. Unknown ids are ignored.
-    pub fn leave(&self, conn: ConnId) {
+    pub fn leave(&self, conn: ConnId) -> Option<Left> {
         let mut state = self.state();
-        let Some(socket) = state.sockets.remove(&conn) else {
-            return;
-        };
-        let queue = self.shared.config.queue;
+        let socket = state.sockets.remove(&conn)?;
+        let config = self.shared.config;
         for subscription in &socket.rooms {
-            leave_room(&mut state, conn, &socket.user, &subscription.room, queue);
+            leave_room(&mut state, conn, &socket.user, &subscription.room, &config);
         }
         if let Some(conns) = state.users.get_mut(&socket.user) {
             conns.retain(|c| *c != conn);
@@ -331,6 +347,10 @@ impl Hub {
                 state.users.remove(&socket.user);
             }
         }
+        Some(Left {
+            rooms: socket.rooms.into_iter().map(|s| s.room).collect(),
+            user: socket.user,
+        })
     }
 
     /// The membership epoch: read it before checking a socket's access to a room, and hand it to
@@ -413,7 +433,7 @@ impl Hub {
         };
         let user = socket.user.clone();
         let first = !room.presence.contains_key(&user);
-        if first {
+        if first && !config.cluster {
             let joined = ServerFrame::Joined {
                 room: room_id,
                 user: &user,
@@ -444,9 +464,10 @@ impl Hub {
 
     /// Unsubscribes a socket from a room (or confirms it is not in it): `unsubscribed`, reason
     /// `requested`.
-    pub fn unsubscribe(&self, conn: ConnId, room: &str) {
+    /// Returns the socket's user when it was subscribed (a cluster node updates the presence).
+    pub fn unsubscribe(&self, conn: ConnId, room: &str) -> Option<Arc<str>> {
         let mut state = self.state();
-        self.unsubscribe_locked(&mut state, conn, room, Unsubscribed::Requested);
+        self.unsubscribe_locked(&mut state, conn, room, Unsubscribed::Requested)
     }
 
     fn unsubscribe_locked(
@@ -455,11 +476,9 @@ impl Hub {
         conn: ConnId,
         room: &str,
         reason: Unsubscribed,
-    ) {
+    ) -> Option<Arc<str>> {
         let queue = self.shared.config.queue;
-        let Some(socket) = state.sockets.get_mut(&conn) else {
-            return;
-        };
+        let socket = state.sockets.get_mut(&conn)?;
         let user = socket.user.clone();
         let inbox = socket.inbox.clone();
         let was_in = match socket.rooms.iter().position(|s| &*s.room == room) {
@@ -473,13 +492,14 @@ impl Hub {
             None => false,
         };
         if was_in {
-            leave_room(state, conn, &user, room, queue);
+            leave_room(state, conn, &user, room, &self.shared.config);
         }
         let frame = ServerFrame::Unsubscribed {
             room,
             reason: reason.as_str(),
         };
         inbox.push(frame.to_json().into(), queue);
+        was_in.then_some(user)
     }
 
     /// Whether the socket is subscribed to the room.
@@ -574,7 +594,20 @@ impl Hub {
     /// Relays `typing` from socket `conn` to the other users' sockets subscribed to the room, at
     /// most once per `TYPING_INTERVAL` per socket and room (extra ones are dropped silently).
     pub fn typing(&self, conn: ConnId, room: &str, now: Instant) -> Result<(), NotSubscribed> {
-        let queue = self.shared.config.queue;
+        if let Some(user) = self.typing_gate(conn, room, now)? {
+            let frame = ServerFrame::Typing { room, user: &user }.to_json().into();
+            self.deliver_about(room, &user, &frame);
+        }
+        Ok(())
+    }
+
+    /// The typing throttle: the user to relay for, or `None` when this one is dropped.
+    pub fn typing_gate(
+        &self,
+        conn: ConnId,
+        room: &str,
+        now: Instant,
+    ) -> Result<Option<Arc<str>>, NotSubscribed> {
         let mut state = self.state();
         let state = &mut *state;
         let socket = state.sockets.get_mut(&conn).ok_or(NotSubscribed)?;
@@ -583,20 +616,22 @@ impl Hub {
         };
         let typing = &mut socket.rare.get_or_insert_with(Box::default).typing;
         match typing.iter_mut().find(|(r, _)| &**r == room) {
-            Some((_, last)) if now.duration_since(*last) < TYPING_INTERVAL => return Ok(()),
+            Some((_, last)) if now.duration_since(*last) < TYPING_INTERVAL => return Ok(None),
             Some((_, last)) => *last = now,
             None => typing.push((subscription.room.clone(), now)),
         }
-        let user = socket.user.clone();
-        let Some(room_state) = state.rooms.get(room) else {
-            return Ok(());
-        };
-        let frame = ServerFrame::Typing { room, user: &user }.to_json().into();
-        let sockets = &state.sockets;
-        room_state.deliver(&frame, queue, |c| {
-            sockets.get(&c).is_some_and(|s| s.user == user)
-        });
-        Ok(())
+        Ok(Some(socket.user.clone()))
+    }
+
+    /// The user of socket `conn` when it is subscribed to the room (it may publish there).
+    pub fn sender(&self, conn: ConnId, room: &str) -> Result<Arc<str>, NotSubscribed> {
+        let state = self.state();
+        let socket = state.sockets.get(&conn).ok_or(NotSubscribed)?;
+        if socket.rooms.iter().any(|r| &*r.room == room) {
+            Ok(socket.user.clone())
+        } else {
+            Err(NotSubscribed)
+        }
     }
 
     /// A direct message from `from` to `to` (both the registered forms of the names): to every
@@ -657,10 +692,12 @@ impl Hub {
 
     /// Takes `user` out of a room at once (they were removed from its member list, or left):
     /// their subscribed sockets get `unsubscribed` (reason `removed`), the others `left`.
-    pub fn remove_member(&self, room: &str, user: &str) {
+    /// Returns how many of the user's sockets it unsubscribed.
+    pub fn remove_member(&self, room: &str, user: &str) -> usize {
         let mut state = self.state();
         state.acl_epoch += 1;
         let conns: Vec<ConnId> = state.users.get(user).cloned().unwrap_or_default();
+        let mut removed = 0;
         for conn in conns {
             let subscribed = state
                 .sockets
@@ -668,19 +705,23 @@ impl Hub {
                 .is_some_and(|s| s.rooms.iter().any(|r| &*r.room == room));
             if subscribed {
                 self.unsubscribe_locked(&mut state, conn, room, Unsubscribed::Removed);
+                removed += 1;
             }
         }
+        removed
     }
 
     /// Ends a deleted room: every subscriber gets `unsubscribed` (reason `deleted`), its window
     /// goes.
-    pub fn delete_room(&self, room: &str) {
+    /// Returns the user of every subscription it ended.
+    pub fn delete_room(&self, room: &str) -> Vec<Arc<str>> {
         let queue = self.shared.config.queue;
         let mut state = self.state();
         state.acl_epoch += 1;
         let Some(gone) = state.rooms.remove(room) else {
-            return;
+            return Vec::new();
         };
+        let mut ended = Vec::with_capacity(gone.subscribers.len());
         let frame: Utf8Bytes = ServerFrame::Unsubscribed {
             room,
             reason: Unsubscribed::Deleted.as_str(),
@@ -689,6 +730,7 @@ impl Hub {
         .into();
         for (conn, inbox) in gone.subscribers {
             if let Some(socket) = state.sockets.get_mut(&conn) {
+                ended.push(socket.user.clone());
                 socket.rooms.retain(|s| &*s.room != room);
                 if let Some(rare) = &mut socket.rare {
                     rare.typing.retain(|(r, _)| &**r != room);
@@ -696,6 +738,7 @@ impl Hub {
             }
             inbox.push(frame.clone(), queue);
         }
+        ended
     }
 
     /// The users subscribed to a room, sorted.
@@ -771,6 +814,190 @@ impl Hub {
     }
 }
 
+/// What a cluster node applies: the cluster engine (`cluster`) assigns ids, keeps presence and
+/// recovery in Redis, and hands each node what it delivered, in one order for every node; the
+/// hub only delivers it to this node's sockets.
+impl Hub {
+    /// Checks what a subscription needs before the cluster is asked: the socket, the room limit,
+    /// and (for a recovery) whether a replay is allowed now.
+    pub fn prepare_subscribe(&self, conn: ConnId, room: &str) -> Result<Prepared, SubscribeError> {
+        let state = self.state();
+        let socket = state.sockets.get(&conn).ok_or(SubscribeError::Gone)?;
+        let already_after = socket
+            .rooms
+            .iter()
+            .find(|s| &*s.room == room)
+            .map(|s| s.after);
+        if already_after.is_none() && socket.rooms.len() >= self.shared.config.max_rooms {
+            return Err(SubscribeError::TooManyRooms);
+        }
+        let now = Instant::now();
+        let replay_allowed = socket.rare.as_ref().is_none_or(|rare| {
+            !rare
+                .replays
+                .iter()
+                .any(|(r, last)| &**r == room && now.duration_since(*last) < REPLAY_INTERVAL)
+        });
+        Ok(Prepared {
+            user: socket.user.clone(),
+            already_after,
+            replay_allowed,
+        })
+    }
+
+    /// Subscribes a socket as the cluster answered: its presence snapshot `users`, the room's last
+    /// id `last_id`, the recovery outcome and the frames to replay. Queued (when `announce`):
+    /// `subscribed`, then the replay; everything the cluster delivers after this goes to it live.
+    /// Refused (`Stale`) when a removal or deletion was applied since `epoch`, `Gone` when the
+    /// socket closed meanwhile: the caller takes the subscription off the cluster's presence.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_subscribed(
+        &self,
+        conn: ConnId,
+        room_id: &str,
+        epoch: u64,
+        users: Vec<String>,
+        last_id: u64,
+        recovered: Option<bool>,
+        replay: Vec<Utf8Bytes>,
+        announce: bool,
+    ) -> Result<(Vec<String>, Option<bool>), SubscribeError> {
+        let mut state = self.state();
+        if state.acl_epoch != epoch {
+            return Err(SubscribeError::Stale);
+        }
+        let state = &mut *state;
+        let socket = state.sockets.get_mut(&conn).ok_or(SubscribeError::Gone)?;
+        if socket.rooms.iter().any(|s| &*s.room == room_id) {
+            // Subscribed twice: the cluster counted it once more; the caller takes one off.
+            return Err(SubscribeError::Gone);
+        }
+        let room_key: Arc<str> = match state.rooms.get_key_value(room_id) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(room_id),
+        };
+        let room = state.rooms.entry(room_key.clone()).or_default();
+        if !replay.is_empty() {
+            let replays = &mut socket.rare.get_or_insert_with(Box::default).replays;
+            let now = Instant::now();
+            replays.retain(|(_, last)| now.duration_since(*last) < REPLAY_INTERVAL);
+            replays.push((room_key.clone(), now));
+        }
+        if announce {
+            socket
+                .inbox
+                .push_unbounded(subscribed_frame(room_id, &users, recovered));
+        }
+        for frame in replay {
+            socket.inbox.push_unbounded(frame);
+        }
+        *room.presence.entry(socket.user.clone()).or_insert(0) += 1;
+        room.last_id = room.last_id.max(last_id);
+        room.subscribers.insert(conn, socket.inbox.clone());
+        socket.rooms.push(Subscription {
+            room: room_key,
+            after: room.last_id,
+        });
+        Ok((users, recovered))
+    }
+
+    /// Queues `subscribed` for a socket that was subscribed already (the cluster told whether
+    /// `since` is still in the room's window: `since_found`).
+    pub fn resubscribed(
+        &self,
+        conn: ConnId,
+        room: &str,
+        users: &[String],
+        since: Option<(u64, bool)>,
+    ) {
+        let queue = self.shared.config.queue;
+        let state = self.state();
+        let Some(socket) = state.sockets.get(&conn) else {
+            return;
+        };
+        let Some(existing) = socket.rooms.iter().find(|s| &*s.room == room) else {
+            return;
+        };
+        let recovered = since.map(|(id, found)| found && id >= existing.after);
+        socket
+            .inbox
+            .push(subscribed_frame(room, users, recovered), queue);
+    }
+
+    /// A room's message or event, as the cluster ordered it: to every subscriber here.
+    pub fn deliver_room(&self, room_id: &str, id: u64, frame: &Utf8Bytes) {
+        let queue = self.shared.config.queue;
+        let mut state = self.state();
+        if let Some(room) = state.rooms.get_mut(room_id) {
+            room.last_id = room.last_id.max(id);
+            room.deliver(frame, queue, |_| false);
+        }
+    }
+
+    /// A frame about `user` in a room (`joined`, `left`, `typing`): to every subscriber here that
+    /// is not one of the user's own sockets.
+    pub fn deliver_about(&self, room_id: &str, user: &str, frame: &Utf8Bytes) {
+        let queue = self.shared.config.queue;
+        let state = self.state();
+        if let Some(room) = state.rooms.get(room_id) {
+            let sockets = &state.sockets;
+            room.deliver(frame, queue, |c| {
+                sockets.get(&c).is_some_and(|s| &*s.user == user)
+            });
+        }
+    }
+
+    /// A frame for every socket here of each of `users` (a user named twice gets it once).
+    pub fn deliver_users(&self, users: &[&str], frame: &Utf8Bytes) -> usize {
+        let queue = self.shared.config.queue;
+        let state = self.state();
+        let mut sent = 0;
+        for (at, user) in users.iter().enumerate() {
+            if users[..at].iter().any(|u| u.eq_ignore_ascii_case(user)) {
+                continue;
+            }
+            for socket in user_sockets(&state, user) {
+                sent += usize::from(socket.inbox.push(frame.clone(), queue));
+            }
+        }
+        sent
+    }
+
+    /// Closes every socket here (the node lost the cluster's stream of events); how many.
+    pub fn kick_all(&self, kick: Kick) -> usize {
+        let mut state = self.state();
+        kick_all(state.sockets.values_mut(), kick)
+    }
+}
+
+/// Adds a socket, in no room yet, and returns its inbox.
+fn add_socket_locked(
+    state: &mut State,
+    conn: ConnId,
+    user: &str,
+    jti: String,
+    sid: String,
+) -> Arc<Inbox> {
+    let inbox = Arc::new(Inbox::default());
+    let user: Arc<str> = match state.users.get_key_value(user) {
+        Some((existing, _)) => existing.clone(),
+        None => Arc::from(user),
+    };
+    state.users.entry(user.clone()).or_default().push(conn);
+    state.sockets.insert(
+        conn,
+        Socket {
+            user,
+            jti: jti.into(),
+            sid: sid.into(),
+            inbox: inbox.clone(),
+            rooms: Vec::with_capacity(1),
+            rare: None,
+        },
+    );
+    inbox
+}
+
 /// The `subscribed` frame.
 fn subscribed_frame(room: &str, users: &[String], recovered: Option<bool>) -> Utf8Bytes {
     ServerFrame::Subscribed {
@@ -800,7 +1027,8 @@ fn kick_all<'s>(sockets: impl Iterator<Item = &'s mut Socket>, kick: Kick) -> us
 
 /// Takes socket `conn` of `user` out of a room's subscribers and presence (`left` when it was the
 /// user's last socket there), dropping the room when nothing is left of it.
-fn leave_room(state: &mut State, conn: ConnId, user: &Arc<str>, room_id: &str, queue: usize) {
+fn leave_room(state: &mut State, conn: ConnId, user: &Arc<str>, room_id: &str, config: &HubConfig) {
+    let queue = config.queue;
     let Some(room) = state.rooms.get_mut(room_id) else {
         return;
     };
@@ -815,6 +1043,9 @@ fn leave_room(state: &mut State, conn: ConnId, user: &Arc<str>, room_id: &str, q
     };
     if last {
         room.presence.remove(user);
+    }
+    // A cluster's `left` comes from the cluster's presence (see `cluster`).
+    if last && !config.cluster {
         let left = ServerFrame::Left {
             room: room_id,
             user,
@@ -837,6 +1068,7 @@ mod tests {
             recovery_messages: 5,
             recovery_age: Duration::from_secs(300),
             max_rooms: 3,
+            cluster: false,
         })
     }
 
@@ -1088,6 +1320,7 @@ mod tests {
             recovery_messages: 0,
             recovery_age: Duration::from_secs(1),
             max_rooms: 2,
+            cluster: false,
         });
         let a = join(&hub, 1, "alice");
         for _ in 0..10 {

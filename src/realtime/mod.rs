@@ -1,10 +1,15 @@
 //! What sockets see: rooms and their presence, delivery of messages, direct messages, typing and
-//! events, recovery windows, and targeted closes. The local hub today; the cross-node engine lands
-//! here.
+//! events, recovery windows, and targeted closes. `engine` is the seam: the local hub alone, or a
+//! node of a cluster on Redis (`cluster`), which delivers through the same hub.
 
+pub mod cluster;
+pub mod engine;
 pub mod hub;
 pub mod inbox;
+mod scripts;
 
+pub use cluster::{Cluster, ClusterConfig, ClusterError};
+pub use engine::{Engine, EngineError, PublishError};
 pub use hub::{
     format_id, parse_id, ConnId, Hub, HubConfig, Joined, NotSubscribed, Published, SubscribeError,
     Unsubscribed, LOBBY, TYPING_INTERVAL,

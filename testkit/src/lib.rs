@@ -464,6 +464,11 @@ impl Socket {
         self.focus = Some(users.iter().map(|u| u.to_string()).collect());
     }
 
+    /// Sees frames about every user again.
+    pub fn focus_all(&mut self) {
+        self.focus = None;
+    }
+
     fn in_focus(&self, frame: &Value) -> bool {
         let Some(focus) = &self.focus else {
             return true;

@@ -82,6 +82,11 @@ pub async fn spawn_app_with_store(extra: &[&str], store: Arc<dyn Store>) -> Test
     let application = Application::build_with_store(settings(extra), store)
         .await
         .expect("server builds");
+    serve(application)
+}
+
+/// Runs a built server in a task.
+fn serve(application: Application) -> TestApp {
     let addr = application.local_addr();
     let metrics_addr = application.metrics_addr();
     let app = application.app();
@@ -243,4 +248,120 @@ impl Drop for Secantus {
         self.crash();
         let _ = std::fs::remove_dir_all(&self.storage);
     }
+}
+
+/// Whether the cluster tests must run (set by `scripts/test.sh`): then a missing Redis is a
+/// failure, not a skip.
+fn redis_required() -> bool {
+    std::env::var("WSGATE_REQUIRE_REDIS").is_ok_and(|v| v == "1")
+}
+
+/// A private redis-server process on a free loopback port, no persistence: each cluster test has
+/// its own (pub/sub channels are global to a Redis, so tests sharing one would see each other).
+pub struct RedisServer {
+    child: Option<std::process::Child>,
+    pub port: u16,
+    bin: String,
+}
+
+impl RedisServer {
+    /// Starts one, or `None` (a loud skip) when `WSGATE_TEST_REDIS_SERVER` is not set.
+    pub async fn start() -> Option<Self> {
+        let Ok(bin) = std::env::var("WSGATE_TEST_REDIS_SERVER") else {
+            if redis_required() {
+                panic!("WSGATE_TEST_REDIS_SERVER is not set but WSGATE_REQUIRE_REDIS=1");
+            }
+            eprintln!("SKIPPED: WSGATE_TEST_REDIS_SERVER is not set (scripts/test.sh sets it)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = Self {
+            child: None,
+            port,
+            bin,
+        };
+        server.spawn().await;
+        Some(server)
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let child = std::process::Command::new(&self.bin)
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        // Ready when it answers PING (never a fixed sleep).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.pings().await {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not answer on {}",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn pings(&self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return false;
+        };
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").await.is_ok()
+            && stream.read_exact(&mut reply).await.is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    /// Kills it (its data goes: no persistence).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The test MongoDB's URI and a fresh database name, or `None` (a loud skip, or a failure when
+/// MongoDB is required).
+pub fn mongo_database() -> Option<(String, String)> {
+    let Ok(uri) = std::env::var("WSGATE_TEST_MONGODB_URI") else {
+        mongo_unavailable("WSGATE_TEST_MONGODB_URI");
+        return None;
+    };
+    Some((uri, wsgate_testkit::unique_name("wsgate_test")))
+}
+
+/// Spawns a server built from its settings alone (`Application::build`: its own store, Redis).
+pub async fn spawn_app_with_settings(extra: &[&str]) -> TestApp {
+    let application = Application::build(settings(extra))
+        .await
+        .expect("server builds");
+    serve(application)
 }

@@ -2,6 +2,7 @@
 //! One test binary (several modules) keeps link time down.
 
 mod architecture;
+mod cluster;
 mod helpers;
 mod hostile;
 mod lifecycle;

@@ -1,6 +1,7 @@
 //! The scenario suite from `wsgate-testkit`, one test per scenario and backend, each against its own
 //! in-process server (so presence and chat assertions see no other scenario's users): `memory::*` on
-//! the embedded store, `mongodb::*` on a fresh database of the test MongoDB server.
+//! the embedded store, `mongodb::*` on a fresh database of the test MongoDB server, `cluster::*` on
+//! the Redis engine (a node with a private redis-server, on MongoDB).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +10,16 @@ use wsgate_testkit::scenarios::{self, Ctx, Needs, Outcome};
 
 use wsgate::store::{MemoryStore, Store};
 
-use crate::helpers::{mongo_store, spawn_app_with_store};
+use crate::helpers::{
+    mongo_database, mongo_store, spawn_app_with_settings, spawn_app_with_store, RedisServer,
+};
 
 #[derive(Clone, Copy)]
 enum Backend {
     Memory,
     MongoDb,
+    /// One node of a cluster: the Redis engine, on MongoDB.
+    Cluster,
 }
 
 /// Access-token lifetime for scenarios that wait for expiry, and the `token_expiring` lead time.
@@ -48,14 +53,34 @@ async fn run(name: &str, backend: Backend) {
             SHORT_WARNING,
         ]);
     }
-    let store: Arc<dyn Store> = match backend {
-        Backend::Memory => Arc::new(MemoryStore::new()),
+    // Kept until the scenario ends.
+    let mut _redis = None;
+    let server = match backend {
+        Backend::Memory => spawn_app_with_store(&extra, Arc::new(MemoryStore::new())).await,
         Backend::MongoDb => match mongo_store().await {
-            Some(store) => store,
+            Some(store) => spawn_app_with_store(&extra, store as Arc<dyn Store>).await,
             None => return,
         },
+        Backend::Cluster => {
+            let (Some(redis), Some((uri, db))) = (RedisServer::start().await, mongo_database())
+            else {
+                return;
+            };
+            let url = redis.url();
+            let mut args: Vec<&str> = extra.clone();
+            args.extend([
+                "--redis-url",
+                &url,
+                "--mongodb-uri",
+                &uri,
+                "--mongodb-db",
+                &db,
+            ]);
+            let server = spawn_app_with_settings(&args).await;
+            _redis = Some(redis);
+            server
+        }
     };
-    let server = spawn_app_with_store(&extra, store).await;
     let ctx = Arc::new(Ctx {
         gw: server.gw.clone(),
         auth_timeout: Duration::from_millis(1000),
@@ -88,6 +113,16 @@ macro_rules! scenario_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::run(stringify!($name), super::Backend::MongoDb).await;
+                }
+            )*
+        }
+
+        /// The same contract on the cluster engine (one node, its own Redis).
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run(stringify!($name), super::Backend::Cluster).await;
                 }
             )*
         }

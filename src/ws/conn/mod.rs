@@ -23,7 +23,7 @@ use crate::clock::now_millis;
 use crate::metrics::Held;
 use crate::protocol::{ClientFrame, CloseReason, ServerFrame, MAX_MESSAGE_CHARS};
 use crate::ratelimit::{ControlBudget, MessageLimiter, MessageVerdict};
-use crate::realtime::{Closing, ConnId, NotSubscribed, SubscribeError, LOBBY};
+use crate::realtime::{Closing, ConnId, PublishError, SubscribeError, LOBBY};
 use crate::rooms::RoomError;
 use crate::state::App;
 pub(crate) use writer::encode_frame;
@@ -77,10 +77,14 @@ where
             tracing::Span::current().record("user", claims.sub.as_str());
             tracing::info!("socket authenticated");
             let _authenticated = Held::new(&app.metrics.sockets_authenticated);
-            let (joined, _membership) = Membership::join(&app, conn, &claims, since.as_deref());
-            Session::new(&app, conn, claims, control)
-                .run(&mut ws, joined)
-                .await
+            match Membership::join(&app, conn, &claims, since.as_deref()).await {
+                Ok((joined, _membership)) => {
+                    Session::new(&app, conn, claims, control)
+                        .run(&mut ws, joined)
+                        .await
+                }
+                Err(_) => Ending::Close(CloseReason::ClusterUnavailable),
+            }
         }
         Err(ending) => {
             app.metrics.auth_failed(ending.reason());
@@ -109,26 +113,29 @@ struct Membership<'a> {
 impl<'a> Membership<'a> {
     /// Joins the hub (and `lobby`, recovering from `since`): what the socket gets, and the guard
     /// that leaves again.
-    fn join(
+    async fn join(
         app: &'a App,
         conn: ConnId,
         claims: &Claims,
         since: Option<&str>,
-    ) -> (crate::realtime::Joined, Self) {
-        let joined = app.hub.join(
-            conn,
-            &claims.sub,
-            claims.jti.clone(),
-            claims.sid.clone(),
-            since,
-        );
-        (joined, Self { app, conn })
+    ) -> Result<(crate::realtime::Joined, Self), crate::realtime::EngineError> {
+        let joined = app
+            .engine
+            .join(
+                conn,
+                &claims.sub,
+                claims.jti.clone(),
+                claims.sid.clone(),
+                since,
+            )
+            .await?;
+        Ok((joined, Self { app, conn }))
     }
 }
 
 impl Drop for Membership<'_> {
     fn drop(&mut self) {
-        self.app.hub.leave(self.conn);
+        self.app.engine.leave(self.conn);
     }
 }
 
@@ -425,26 +432,33 @@ impl<'a> Session<'a> {
                 if let Err((code, message)) = check_text(&text) {
                     return self.refuse(ws, code, message, Some(room), None).await;
                 }
-                match self.app.hub.publish(self.conn, room, &text) {
+                match self.app.engine.publish(self.conn, room, &text).await {
                     Ok(published) => {
                         self.app.metrics.messages_received.inc();
                         self.app.history.record(published.entry);
                         Ok(None)
                     }
-                    Err(NotSubscribed) => self.not_subscribed(ws, room).await,
+                    Err(PublishError::NotSubscribed) => self.not_subscribed(ws, room).await,
+                    Err(PublishError::Unavailable) => self.unavailable(ws, Some(room), None).await,
                 }
             }
             ClientFrame::Subscribe { room, since } => {
                 self.subscribe(ws, &room, since.as_deref()).await
             }
             ClientFrame::Unsubscribe { room } => {
-                self.app.hub.unsubscribe(self.conn, &room);
+                self.app.engine.unsubscribe(self.conn, &room);
                 Ok(None)
             }
             ClientFrame::Typing { room } => {
-                match self.app.hub.typing(self.conn, &room, Instant::now()) {
+                match self
+                    .app
+                    .engine
+                    .typing(self.conn, &room, Instant::now())
+                    .await
+                {
                     Ok(()) => Ok(None),
-                    Err(NotSubscribed) => self.not_subscribed(ws, &room).await,
+                    Err(PublishError::NotSubscribed) => self.not_subscribed(ws, &room).await,
+                    Err(PublishError::Unavailable) => self.unavailable(ws, Some(&room), None).await,
                 }
             }
             ClientFrame::Direct { to, text } => {
@@ -463,7 +477,15 @@ impl<'a> Session<'a> {
                         }
                     }
                 };
-                let published = self.app.hub.direct(&self.claims.sub, &to_user, &text);
+                let published = match self
+                    .app
+                    .engine
+                    .direct(&self.claims.sub, &to_user, &text)
+                    .await
+                {
+                    Ok(published) => published,
+                    Err(_) => return self.unavailable(ws, None, Some(&to)).await,
+                };
                 self.app.metrics.messages_received.inc();
                 self.app.history.record(published.entry);
                 Ok(None)
@@ -489,7 +511,12 @@ impl<'a> Session<'a> {
                 let (code, message) = room_refusal(err);
                 return self.refuse(ws, code, message, Some(room), None).await;
             }
-            match self.app.hub.subscribe(self.conn, room, since, epoch) {
+            match self
+                .app
+                .engine
+                .subscribe(self.conn, room, since, epoch)
+                .await
+            {
                 Ok(()) | Err(SubscribeError::Gone) => return Ok(None),
                 Err(SubscribeError::TooManyRooms) => {
                     let message = "this socket is subscribed to as many rooms as it may be";
@@ -498,6 +525,9 @@ impl<'a> Session<'a> {
                         .await;
                 }
                 Err(SubscribeError::Stale) => continue,
+                Err(SubscribeError::Unavailable) => {
+                    return self.unavailable(ws, Some(room), None).await
+                }
             }
         }
         let message = "the room's members are changing, retry";
@@ -535,6 +565,20 @@ impl<'a> Session<'a> {
         self.write(ws, reply.to_json()).await?;
         tracing::debug!("token refreshed in band");
         Ok(Some(self.token_deadline()))
+    }
+
+    /// The cluster could not be reached: nothing was published.
+    async fn unavailable<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        room: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Option<Instant>, Ending>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let message = "the cluster is unavailable; nothing was sent, retry";
+        self.refuse(ws, "unavailable", message, room, to).await
     }
 
     async fn not_subscribed<S>(

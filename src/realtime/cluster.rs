@@ -1,0 +1,849 @@
+//! The cluster engine: several nodes on one Redis. Ids, the recovery window and presence live in
+//! Redis; every delivery goes through one pub/sub channel that every node reads, so every node
+//! delivers a room's frames in the one order Redis executed them; this node's hub delivers them
+//! to its own sockets.
+//!
+//! Design (after Centrifugo's Redis engine, `scripts` has the details):
+//! - A publish is one script (one round trip): the next id, the capped window stream, the
+//!   `PUBLISH`. The frame is serialized once, by the script, and turned into one shared buffer per
+//!   node.
+//! - A subscription is one script too: presence, `joined` for the user's first socket anywhere,
+//!   and its answer (snapshot, recovery, replay) on this node's own channel, read by the same
+//!   connection as the bus. Redis writes both channels to that connection in execution order, so
+//!   the dispatcher applies the answer exactly between what came before and after it: no gap, no
+//!   duplicate, and no socket ever sees its own `joined`.
+//! - Nodes renew a heartbeat; any node buries a node whose heartbeat expired (its users are
+//!   `left` everywhere), once.
+//! - Pub/sub is at most once: when this node's connection drops (or its inbound queue overflows)
+//!   it may have missed frames. It then starts a new generation (a new node id), buries the old
+//!   one and asks every local socket to reconnect (1012): the clients resubscribe with `since`
+//!   and recover exactly from the window when it survived, or are told `recovered: false`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, ProtocolVersion, PushKind, Script, Value};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{parse_id, ConnId, Hub, Published, SubscribeError, LOBBY};
+use super::inbox::Kick;
+use super::scripts;
+use crate::protocol::FrameTemplate;
+use crate::store::{direct_stream, room_stream, HistoryEntry, Revoked};
+
+/// The channel every node reads.
+const BUS: &str = "wsgate:bus";
+/// Node registrations and their heartbeat expiry.
+const NODES: &str = "wsgate:nodes";
+/// Frames Redis delivered that the dispatcher has not applied yet; past it the node counts its
+/// stream as lost (see the module doc), never buffering without limit.
+const INBOUND_QUEUE: usize = 65_536;
+/// How long a subscription waits for its answer through the channel.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Redis command and connection timeouts: a request fails `unavailable` rather than hang.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// The id of a conversation is kept this long (ids also have the clock as their floor).
+const DIRECT_ID_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// What the cluster engine could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis could not be reached, or did not answer in time.
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<redis::RedisError> for ClusterError {
+    fn from(err: redis::RedisError) -> Self {
+        // The error's text never carries the URL or its password.
+        ClusterError::Unavailable(err.to_string())
+    }
+}
+
+/// The cluster engine's settings.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://` or `rediss://` (a secret: may hold a password).
+    pub url: String,
+    /// A node whose heartbeat is this old is dead.
+    pub node_timeout: Duration,
+    /// Messages per room kept for recovery.
+    pub recovery_messages: usize,
+    /// How old a message may be and still be recovered from.
+    pub recovery_age: Duration,
+}
+
+/// Cheap `Clone` handle to the cluster engine.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hub: Hub,
+    redis: ConnectionManager,
+    config: ClusterConfig,
+    /// This process's channel: `wsgate:node:{process}`.
+    channel: String,
+    process: String,
+    /// The node id of the current generation (see the module doc).
+    node: Mutex<Arc<str>>,
+    generation: AtomicU64,
+    /// Subscriptions waiting for their answer, by token.
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_token: AtomicU64,
+    /// The stream of frames may have a gap (a dropped connection, an overflow) not yet repaired.
+    lost: AtomicBool,
+    /// The last heartbeat reached Redis.
+    reachable: AtomicBool,
+    overflowed: Arc<AtomicBool>,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    publish: Script,
+    direct: Script,
+    subscribe: Script,
+    check: Script,
+    leave: Script,
+    heartbeat: Script,
+    bury: Script,
+    delete_room: Script,
+}
+
+/// A subscription's presence snapshot and recovery outcome.
+type Snapshot = (Vec<String>, Option<bool>);
+
+/// A subscription asked of the cluster, applied by the dispatcher when its answer arrives.
+struct Pending {
+    epoch: u64,
+    announce: bool,
+    reply: oneshot::Sender<Result<Snapshot, SubscribeError>>,
+}
+
+/// The answer of `scripts::SUBSCRIBE`.
+#[derive(Deserialize)]
+struct Answer {
+    room: String,
+    user: String,
+    conn: String,
+    /// `cjson` encodes an empty array as `{}`: both are read as empty.
+    #[serde(deserialize_with = "lenient_strings")]
+    users: Vec<String>,
+    last: String,
+    rec: String,
+    #[serde(deserialize_with = "lenient_strings")]
+    replay: Vec<String>,
+}
+
+fn lenient_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(items) => Ok(items
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()),
+        _ => Ok(Vec::new()),
+    }
+}
+
+impl Cluster {
+    /// Connects to Redis (RESP3, one connection manager that reconnects and resubscribes by
+    /// itself), registers this node, and starts the dispatcher and the heartbeat; both stop with
+    /// `shutdown`.
+    pub async fn connect(
+        config: ClusterConfig,
+        hub: Hub,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ClusterError> {
+        let info = config.url.as_str().into_connection_info()?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let (tx, rx) = mpsc::channel::<redis::PushInfo>(INBOUND_QUEUE);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let flag = overflowed.clone();
+        let manager_config = ConnectionManagerConfig::new()
+            .set_push_sender(move |push: redis::PushInfo| {
+                if tx.try_send(push).is_err() {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                Ok::<(), ()>(())
+            })
+            .set_automatic_resubscription()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_max_delay(Duration::from_secs(1))
+            .set_number_of_retries(2);
+        let redis = client
+            .get_connection_manager_with_config(manager_config)
+            .await?;
+        let process = random_id();
+        let node: Arc<str> = format!("{process}-0").into();
+        let inner = Arc::new(Inner {
+            hub,
+            redis,
+            channel: format!("wsgate:node:{process}"),
+            process,
+            node: Mutex::new(node),
+            generation: AtomicU64::new(0),
+            pending: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+            lost: AtomicBool::new(false),
+            reachable: AtomicBool::new(false),
+            overflowed,
+            scripts: Scripts {
+                publish: Script::new(scripts::PUBLISH),
+                direct: Script::new(scripts::DIRECT),
+                subscribe: Script::new(scripts::SUBSCRIBE),
+                check: Script::new(scripts::CHECK),
+                leave: Script::new(scripts::LEAVE),
+                heartbeat: Script::new(scripts::HEARTBEAT),
+                bury: Script::new(scripts::BURY),
+                delete_room: Script::new(scripts::DELETE_ROOM),
+            },
+            config,
+        });
+        let cluster = Cluster { inner };
+        cluster.listen().await?;
+        cluster.heartbeat(true).await?;
+        tokio::spawn(cluster.clone().dispatch(rx, shutdown.clone()));
+        tokio::spawn(cluster.clone().beat(shutdown));
+        tracing::info!(node = %cluster.node(), "joined the cluster");
+        Ok(cluster)
+    }
+
+    /// This node's hub.
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    fn node(&self) -> Arc<str> {
+        self.inner
+            .node
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.redis.clone()
+    }
+
+    async fn listen(&self) -> Result<(), ClusterError> {
+        let mut redis = self.conn();
+        bounded(redis.subscribe(&[BUS, self.inner.channel.as_str()])).await?;
+        Ok(())
+    }
+
+    /// Whether the node is fully part of the cluster: Redis answers and no gap is unrepaired.
+    pub fn healthy(&self) -> bool {
+        self.inner.reachable.load(Ordering::SeqCst) && !self.inner.lost.load(Ordering::SeqCst)
+    }
+
+    /// Joins an authenticated socket and subscribes it to `lobby` (recovering from `since`).
+    pub async fn join(
+        &self,
+        conn: ConnId,
+        user: &str,
+        jti: String,
+        sid: String,
+        since: Option<&str>,
+    ) -> Result<super::Joined, ClusterError> {
+        let inbox = self.inner.hub.add_socket(conn, user, jti, sid);
+        // `Stale` only says that some room's members changed meanwhile: ask again.
+        for _ in 0..3 {
+            let epoch = self.inner.hub.acl_epoch();
+            match self.subscribe_as(conn, LOBBY, since, epoch, false).await {
+                Ok((users, recovered)) => {
+                    return Ok(super::Joined {
+                        users,
+                        recovered,
+                        inbox,
+                    })
+                }
+                Err(SubscribeError::Stale) => continue,
+                Err(_) => break,
+            }
+        }
+        self.inner.hub.leave(conn);
+        Err(ClusterError::Unavailable(
+            "the cluster did not answer".into(),
+        ))
+    }
+
+    /// Takes a closed socket out of the hub and of the cluster's presence.
+    pub fn leave(&self, conn: ConnId) {
+        if let Some(left) = self.inner.hub.leave(conn) {
+            if !left.rooms.is_empty() {
+                let rooms: Vec<String> = left.rooms.iter().map(|r| r.to_string()).collect();
+                self.spawn_leave(left.user.to_string(), rooms);
+            }
+        }
+    }
+
+    fn spawn_leave(&self, user: String, rooms: Vec<String>) {
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = cluster.leave_rooms(&user, &rooms).await {
+                // The node's share is buried when its stream is repaired or it dies.
+                tracing::debug!(%err, "presence update lost");
+            }
+        });
+    }
+
+    async fn leave_rooms(&self, user: &str, rooms: &[String]) -> Result<(), ClusterError> {
+        let node = self.node();
+        let mut call = self.inner.scripts.leave.prepare_invoke();
+        call.key(format!("wsgate:np:{node}"))
+            .key(BUS)
+            .key(NODES)
+            .arg(&*node)
+            .arg(user);
+        for room in rooms {
+            call.arg(room);
+        }
+        let _: i64 = bounded(call.invoke_async(&mut self.conn())).await?;
+        Ok(())
+    }
+
+    /// Subscribes a socket to a room it may read (checked at `epoch`).
+    pub async fn subscribe(
+        &self,
+        conn: ConnId,
+        room: &str,
+        since: Option<&str>,
+        epoch: u64,
+    ) -> Result<(), SubscribeError> {
+        self.subscribe_as(conn, room, since, epoch, true)
+            .await
+            .map(|_| ())
+    }
+
+    async fn subscribe_as(
+        &self,
+        conn: ConnId,
+        room: &str,
+        since: Option<&str>,
+        epoch: u64,
+        announce: bool,
+    ) -> Result<Snapshot, SubscribeError> {
+        let prepared = self.inner.hub.prepare_subscribe(conn, room)?;
+        let age_ms = self.inner.config.recovery_age.as_millis() as u64;
+        // An id that is not one of ours is in no window: `recovered: false`, as for an old one.
+        let since_arg = since.map(|s| parse_id(s).map(|id| id.to_string()).unwrap_or_default());
+        if let Some(after) = prepared.already_after {
+            let mut call = self.inner.scripts.check.prepare_invoke();
+            call.key(format!("wsgate:pu:{room}"))
+                .key(format!("wsgate:win:{room}"))
+                .arg(since_arg.clone().unwrap_or_default())
+                .arg(age_ms);
+            let out: Vec<String> = bounded(call.invoke_async(&mut self.conn()))
+                .await
+                .map_err(|_| SubscribeError::Unavailable)?;
+            let found = out.first().is_some_and(|f| f == "1");
+            let mut users: Vec<String> = out.into_iter().skip(1).collect();
+            users.sort();
+            let since = since.map(|s| (parse_id(s).unwrap_or(0), found));
+            let recovered = since.map(|(id, found)| found && id >= after);
+            self.inner.hub.resubscribed(conn, room, &users, since);
+            return Ok((users, recovered));
+        }
+        let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                token,
+                Pending {
+                    epoch,
+                    announce,
+                    reply,
+                },
+            );
+        let node = self.node();
+        let since_given = since_arg
+            .as_deref()
+            .map(|s| if s.is_empty() { "0" } else { s });
+        let mut call = self.inner.scripts.subscribe.prepare_invoke();
+        call.key(format!("wsgate:pu:{room}"))
+            .key(format!("wsgate:np:{node}"))
+            .key(format!("wsgate:win:{room}"))
+            .key(BUS)
+            .key(&self.inner.channel)
+            .key(NODES)
+            .arg(room)
+            .arg(&*prepared.user)
+            .arg(token)
+            .arg(conn)
+            .arg(since_given.unwrap_or(""))
+            .arg(if prepared.replay_allowed { "1" } else { "0" })
+            .arg(age_ms)
+            .arg(&*node);
+        let sent: Result<i64, _> = bounded(call.invoke_async(&mut self.conn())).await;
+        if let Err(err) = sent {
+            self.forget(token);
+            if err.to_string().contains("NODE") {
+                self.inner.lost.store(true, Ordering::SeqCst);
+            }
+            return Err(SubscribeError::Unavailable);
+        }
+        match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            _ => {
+                // The answer may still come: the dispatcher then finds no waiter and undoes it.
+                self.forget(token);
+                Err(SubscribeError::Unavailable)
+            }
+        }
+    }
+
+    fn forget(&self, token: u64) -> Option<Pending> {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token)
+    }
+
+    /// Unsubscribes a socket (`unsubscribed`, reason `requested`).
+    pub fn unsubscribe(&self, conn: ConnId, room: &str) {
+        if let Some(user) = self.inner.hub.unsubscribe(conn, room) {
+            self.spawn_leave(user.to_string(), vec![room.to_owned()]);
+        }
+    }
+
+    /// A room's message or event: an id from the room's stream, delivered by every node in the
+    /// one order. `frame` is the frame's template (see `FrameTemplate`).
+    pub async fn publish(
+        &self,
+        room: &str,
+        frame: &FrameTemplate,
+    ) -> Result<Published, ClusterError> {
+        let cap = self.inner.config.recovery_messages;
+        let keep = self.inner.config.recovery_age.as_millis().max(1) as u64;
+        let mut call = self.inner.scripts.publish.prepare_invoke();
+        call.key(format!("wsgate:last:{}", room_stream(room)))
+            .key(format!("wsgate:win:{room}"))
+            .key(BUS)
+            .arg(room)
+            .arg(&frame.head)
+            .arg(&frame.mid)
+            .arg(&frame.tail)
+            .arg(cap)
+            .arg(keep);
+        let (id, ts): (String, String) = bounded(call.invoke_async(&mut self.conn())).await?;
+        Ok(published(room_stream(room), &id, &ts, frame))
+    }
+
+    /// A direct message: an id of the conversation, to every socket of both users on every node.
+    pub async fn direct(
+        &self,
+        from: &str,
+        to: &str,
+        frame: &FrameTemplate,
+    ) -> Result<Published, ClusterError> {
+        let stream = direct_stream(from, to);
+        let mut call = self.inner.scripts.direct.prepare_invoke();
+        call.key(format!("wsgate:last:{stream}"))
+            .key(BUS)
+            .arg(from)
+            .arg(to)
+            .arg(&frame.head)
+            .arg(&frame.mid)
+            .arg(&frame.tail)
+            .arg(DIRECT_ID_TTL_MS);
+        let (id, ts): (String, String) = bounded(call.invoke_async(&mut self.conn())).await?;
+        Ok(published(stream, &id, &ts, frame))
+    }
+
+    /// Something every node applies as it is (typing, events to a user, kicks, removals).
+    async fn broadcast(&self, payload: String) -> Result<(), ClusterError> {
+        let mut redis = self.conn();
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(BUS).arg(payload);
+        let _: i64 = bounded(cmd.query_async(&mut redis)).await?;
+        Ok(())
+    }
+
+    /// `typing` of `user` in a room, relayed by every node to the other users' sockets.
+    pub async fn typing(&self, room: &str, user: &str, frame: &str) -> Result<(), ClusterError> {
+        self.broadcast(format!("t\x1f{room}\x1f{user}\x1f{frame}"))
+            .await
+    }
+
+    /// An event to every socket of a user.
+    pub async fn send_to_user(&self, user: &str, frame: &str) -> Result<(), ClusterError> {
+        self.broadcast(format!("e\x1f{user}\x1f{frame}")).await
+    }
+
+    /// Closes the sockets of a revoked token or session, or of a user, on every node. This node's
+    /// are closed at once; returns how many.
+    pub async fn kick(&self, what: Target<'_>, kick: Kick) -> Result<usize, ClusterError> {
+        let closed = apply_kick(&self.inner.hub, &what, kick);
+        let kind = match kick {
+            Kick::Revoked => 'R',
+            Kick::Reconnect => 'C',
+        };
+        let (target, value) = match what {
+            Target::Token(jti) => ('t', jti),
+            Target::Session(sid) => ('s', sid),
+            Target::User(user) => ('u', user),
+        };
+        self.broadcast(format!("k\x1f{kind}\x1f{target}\x1f{value}"))
+            .await?;
+        Ok(closed)
+    }
+
+    /// A member was removed: every node unsubscribes the user's sockets from the room.
+    pub async fn remove_member(&self, room: &str, user: &str) -> Result<(), ClusterError> {
+        self.removed(room, user);
+        self.broadcast(format!("r\x1f{room}\x1f{user}")).await
+    }
+
+    /// A room was deleted: its window goes, every node ends its subscriptions.
+    pub async fn delete_room(&self, room: &str) -> Result<(), ClusterError> {
+        self.deleted(room);
+        let mut call = self.inner.scripts.delete_room.prepare_invoke();
+        call.key(format!("wsgate:win:{room}")).key(BUS).arg(room);
+        let _: i64 = bounded(call.invoke_async(&mut self.conn())).await?;
+        Ok(())
+    }
+
+    fn removed(&self, room: &str, user: &str) {
+        let removed = self.inner.hub.remove_member(room, user);
+        if removed > 0 {
+            self.spawn_leave(user.to_owned(), vec![room.to_owned(); removed]);
+        }
+    }
+
+    fn deleted(&self, room: &str) {
+        let mut by_user: HashMap<Arc<str>, Vec<String>> = HashMap::new();
+        for user in self.inner.hub.delete_room(room) {
+            by_user.entry(user).or_default().push(room.to_owned());
+        }
+        for (user, rooms) in by_user {
+            self.spawn_leave(user.to_string(), rooms);
+        }
+    }
+
+    /// The presence of a room over every live node, sorted.
+    pub async fn presence(&self, room: &str) -> Result<Vec<String>, ClusterError> {
+        let mut redis = self.conn();
+        let mut cmd = redis::cmd("HKEYS");
+        cmd.arg(format!("wsgate:pu:{room}"));
+        let mut users: Vec<String> = bounded(cmd.query_async(&mut redis)).await?;
+        users.sort();
+        Ok(users)
+    }
+
+    /// Leaves the cluster on a clean shutdown: this node's share of the presence goes at once.
+    pub async fn depart(&self) {
+        let node = self.node();
+        if let Err(err) = self.bury(&node).await {
+            tracing::debug!(%err, "could not leave the cluster cleanly");
+        }
+    }
+
+    async fn bury(&self, node: &str) -> Result<i64, ClusterError> {
+        let mut call = self.inner.scripts.bury.prepare_invoke();
+        call.key(NODES).key(BUS).arg(node);
+        bounded(call.invoke_async(&mut self.conn())).await
+    }
+
+    /// One heartbeat: renews this node, buries the dead. A node that finds itself unregistered
+    /// (declared dead while it could not reach Redis) repairs its stream.
+    async fn heartbeat(&self, first: bool) -> Result<(), ClusterError> {
+        let node = self.node();
+        let (_, dead_after) = self.timing();
+        let mut call = self.inner.scripts.heartbeat.prepare_invoke();
+        call.key(NODES)
+            .arg(&*node)
+            .arg(dead_after.as_millis() as u64);
+        let out: Vec<Value> = bounded(call.invoke_async(&mut self.conn())).await?;
+        self.inner.reachable.store(true, Ordering::SeqCst);
+        let had = matches!(out.first(), Some(Value::Int(1)));
+        if !had && !first {
+            tracing::warn!("this node was declared dead: rejoining");
+            self.inner.lost.store(true, Ordering::SeqCst);
+        }
+        for dead in out.iter().skip(1) {
+            if let Ok(dead) = redis::from_redis_value_ref::<String>(dead) {
+                if let Ok(n) = self.bury(&dead).await {
+                    if n >= 0 {
+                        tracing::warn!(node = %dead, entries = n, "buried a dead node");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Heartbeat interval and how long after its last heartbeat a node counts as dead: a node is
+    /// reported dead within the configured timeout of its death (interval = timeout / 5; dead
+    /// after three missed heartbeats).
+    fn timing(&self) -> (Duration, Duration) {
+        let timeout = self.inner.config.node_timeout;
+        let interval = (timeout / 5).max(Duration::from_millis(100));
+        (interval, timeout.saturating_sub(interval * 2).max(interval))
+    }
+
+    async fn beat(self, shutdown: CancellationToken) {
+        let (interval, _) = self.timing();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if self.inner.overflowed.swap(false, Ordering::SeqCst) {
+                tracing::warn!("the node fell behind the cluster's stream: repairing");
+                self.inner.lost.store(true, Ordering::SeqCst);
+            }
+            match self.heartbeat(false).await {
+                Ok(()) if self.inner.lost.load(Ordering::SeqCst) => {
+                    if let Err(err) = self.repair().await {
+                        tracing::warn!(%err, "stream repair failed, retrying");
+                    }
+                }
+                Ok(()) => {}
+                Err(err) => {
+                    if self.inner.reachable.swap(false, Ordering::SeqCst) {
+                        tracing::error!(%err, "redis unreachable");
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a possible gap: listen again, start a new generation, bury the old one, and ask
+    /// every local socket to reconnect and recover (see the module doc).
+    async fn repair(&self) -> Result<(), ClusterError> {
+        self.listen().await?;
+        let old = self.node();
+        let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let new: Arc<str> = format!("{}-{generation}", self.inner.process).into();
+        *self.inner.node.lock().unwrap_or_else(|p| p.into_inner()) = new;
+        self.heartbeat(true).await?;
+        self.inner.lost.store(false, Ordering::SeqCst);
+        let asked = self.inner.hub.kick_all(Kick::Reconnect);
+        let _ = self.bury(&old).await;
+        tracing::warn!(
+            sockets = asked,
+            "cluster stream repaired: sockets asked to reconnect and recover"
+        );
+        Ok(())
+    }
+
+    async fn dispatch(
+        self,
+        mut inbound: mpsc::Receiver<redis::PushInfo>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let push = tokio::select! {
+                push = inbound.recv() => match push {
+                    Some(push) => push,
+                    None => return,
+                },
+                _ = shutdown.cancelled() => return,
+            };
+            match push.kind {
+                PushKind::Message => {
+                    if let Some(Value::BulkString(payload)) = push.data.get(1) {
+                        match std::str::from_utf8(payload) {
+                            Ok(payload) => self.apply(payload),
+                            Err(_) => {
+                                tracing::warn!("a cluster frame that is not UTF-8 was dropped")
+                            }
+                        }
+                    }
+                }
+                PushKind::Disconnection => {
+                    self.inner.reachable.store(false, Ordering::SeqCst);
+                    if !self.inner.lost.swap(true, Ordering::SeqCst) {
+                        tracing::error!("lost the connection to redis");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Applies one frame of the bus or of this node's channel to the hub.
+    fn apply(&self, payload: &str) {
+        let mut parts = payload.splitn(2, '\x1f');
+        let (Some(kind), Some(rest)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        let hub = &self.inner.hub;
+        match kind {
+            "m" => {
+                let [room, id, frame] = split3(rest);
+                let id = id.parse().unwrap_or(0);
+                hub.deliver_room(room, id, &Utf8Bytes::from(frame.to_owned()));
+            }
+            "j" | "l" | "t" => {
+                let [room, user, frame] = split3(rest);
+                hub.deliver_about(room, user, &Utf8Bytes::from(frame.to_owned()));
+            }
+            "d" => {
+                let [from, to, frame] = split3(rest);
+                hub.deliver_users(&[from, to], &Utf8Bytes::from(frame.to_owned()));
+            }
+            "e" => {
+                if let Some((user, frame)) = rest.split_once('\x1f') {
+                    hub.deliver_users(&[user], &Utf8Bytes::from(frame.to_owned()));
+                }
+            }
+            "r" => {
+                if let Some((room, user)) = rest.split_once('\x1f') {
+                    self.removed(room, user);
+                }
+            }
+            "x" => self.deleted(rest),
+            "k" => {
+                let [kind, target, value] = split3(rest);
+                let kick = if kind == "C" {
+                    Kick::Reconnect
+                } else {
+                    Kick::Revoked
+                };
+                let what = match target {
+                    "t" => Target::Token(value),
+                    "s" => Target::Session(value),
+                    _ => Target::User(value),
+                };
+                apply_kick(hub, &what, kick);
+            }
+            "s" => {
+                if let Some((token, answer)) = rest.split_once('\x1f') {
+                    self.answered(token.parse().unwrap_or(0), answer);
+                }
+            }
+            _ => tracing::debug!(kind, "unknown cluster frame"),
+        }
+    }
+
+    /// A subscription's answer, applied here, in the stream's order.
+    fn answered(&self, token: u64, answer: &str) {
+        let Ok(answer) = serde_json::from_str::<Answer>(answer) else {
+            tracing::warn!("unreadable subscription answer");
+            return;
+        };
+        let pending = self.forget(token);
+        let Some(pending) = pending else {
+            // Its waiter gave up: take the subscription off the presence again.
+            self.spawn_leave(answer.user, vec![answer.room]);
+            return;
+        };
+        let conn: ConnId = answer.conn.parse().unwrap_or(0);
+        let recovered = match answer.rec.as_str() {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        };
+        let last_id = answer
+            .last
+            .split('-')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or(0);
+        let mut users = answer.users;
+        users.sort();
+        let replay = answer.replay.into_iter().map(Utf8Bytes::from).collect();
+        let result = self.inner.hub.apply_subscribed(
+            conn,
+            &answer.room,
+            pending.epoch,
+            users,
+            last_id,
+            recovered,
+            replay,
+            pending.announce,
+        );
+        if result.is_err() {
+            self.spawn_leave(answer.user, vec![answer.room]);
+        }
+        let _ = pending.reply.send(result);
+    }
+}
+
+/// A Redis request with wsgate's own bound: while the connection manager reconnects, a request
+/// waits for the reconnection; it fails `unavailable` after `REDIS_TIMEOUT` instead.
+async fn bounded<T>(
+    request: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, ClusterError> {
+    match tokio::time::timeout(REDIS_TIMEOUT, request).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ClusterError::Unavailable(format!(
+            "no answer within {REDIS_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// Whose sockets a kick closes.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// Those authenticated with this token (`jti`).
+    Token(&'a str),
+    /// Those of this session (`sid`).
+    Session(&'a str),
+    /// Every socket of this user.
+    User(&'a str),
+}
+
+impl<'a> From<&'a Revoked> for Target<'a> {
+    fn from(what: &'a Revoked) -> Self {
+        match what {
+            Revoked::Token(jti) => Target::Token(jti),
+            Revoked::Session(sid) => Target::Session(sid),
+        }
+    }
+}
+
+fn apply_kick(hub: &Hub, what: &Target<'_>, kick: Kick) -> usize {
+    match *what {
+        Target::Token(jti) => hub.kick(&Revoked::Token(jti.to_owned()), kick),
+        Target::Session(sid) => hub.kick(&Revoked::Session(sid.to_owned()), kick),
+        Target::User(user) => hub.kick_user(user, kick),
+    }
+}
+
+fn split3(text: &str) -> [&str; 3] {
+    let mut parts = text.splitn(3, '\x1f');
+    [
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    ]
+}
+
+fn published(stream: String, id: &str, ts: &str, frame: &FrameTemplate) -> Published {
+    Published {
+        id: id.to_owned(),
+        entry: HistoryEntry {
+            stream,
+            id: id.parse().unwrap_or(0),
+            ts: ts.parse().unwrap_or(0),
+            frame: frame.fill(id, ts),
+        },
+    }
+}
+
+/// 16 random hex characters: a process's id in the cluster.
+fn random_id() -> String {
+    use rand::Rng;
+    let bytes: [u8; 8] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,190 @@
+//! The cluster's Redis scripts: each one is a single atomic step (one round trip), in Redis's one
+//! order of execution, which is also the order every node receives what they publish.
+//!
+//! Keys (one Redis, not Redis Cluster: scripts touch keys they compute):
+//! - `wsgate:last:{stream}` the last id of a room or conversation (ids are Redis's clock in ms
+//!   shifted left by ten bits, bumped past the last: increasing, and past any id stored before);
+//! - `wsgate:win:{room}` the recovery window: a stream capped at `WSGATE_RECOVERY_MESSAGES`, whose
+//!   entry ids are the message ids, expiring `WSGATE_RECOVERY_SECS` after the last message;
+//! - `wsgate:pu:{room}` presence: user -> sockets subscribed on every live node;
+//! - `wsgate:np:{node}` one node's share of it: `room US user` -> sockets, so a dead node's share
+//!   can be taken off;
+//! - `wsgate:nodes` node -> heartbeat expiry (ms), a sorted set;
+//! - channel `wsgate:bus` everything every node delivers; `wsgate:node:{process}` one node's
+//!   answers to its subscriptions.
+//!
+//! Separator in payloads and fields: ASCII 31 (unit separator), which room ids and usernames
+//! cannot contain and serialized JSON never contains raw.
+
+/// Publishes a room's message or event: next id, window, channel. Returns `{id, ts}`.
+/// KEYS: last, win, bus. ARGV: room, head, mid, tail, window cap, window ttl ms.
+pub const PUBLISH: &str = r#"
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local id = math.max(last + 1, ms * 1024)
+local ids = string.format('%.0f', id)
+local mss = string.format('%.0f', ms)
+local keep = tonumber(ARGV[6])
+redis.call('SET', KEYS[1], ids, 'PX', keep)
+local frame = ARGV[2] .. ids .. ARGV[3] .. mss .. ARGV[4]
+local cap = tonumber(ARGV[5])
+if cap > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', cap, ids .. '-0', 'f', frame, 't', mss)
+  redis.call('PEXPIRE', KEYS[2], keep)
+end
+redis.call('PUBLISH', KEYS[3], 'm\31' .. ARGV[1] .. '\31' .. ids .. '\31' .. frame)
+return {ids, mss}
+"#;
+
+/// A direct message: next id of the conversation, channel. Returns `{id, ts}`.
+/// KEYS: last, bus. ARGV: from, to, head, mid, tail, ttl ms of the last id.
+pub const DIRECT: &str = r#"
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local id = math.max(last + 1, ms * 1024)
+local ids = string.format('%.0f', id)
+local mss = string.format('%.0f', ms)
+redis.call('SET', KEYS[1], ids, 'PX', tonumber(ARGV[6]))
+local frame = ARGV[3] .. ids .. ARGV[4] .. mss .. ARGV[5]
+redis.call('PUBLISH', KEYS[2], 'd\31' .. ARGV[1] .. '\31' .. ARGV[2] .. '\31' .. frame)
+return {ids, mss}
+"#;
+
+/// A socket subscribes: presence (with `joined` on the bus for the user's first socket anywhere),
+/// and the answer on the node's own channel, after everything published before it: the snapshot,
+/// the room's last id, and the recovery. Refused with `NODE` when the node is not registered.
+/// KEYS: pu, np, win, bus, node channel, nodes.
+/// ARGV: room, user, token, conn, since ('' for none), replay allowed ('1'/'0'), age ms, node.
+pub const SUBSCRIBE: &str = r#"
+if not redis.call('ZSCORE', KEYS[6], ARGV[8]) then
+  return redis.error_reply('NODE this node is not registered')
+end
+local room, user = ARGV[1], ARGV[2]
+redis.call('HINCRBY', KEYS[2], room .. '\31' .. user, 1)
+if redis.call('HINCRBY', KEYS[1], user, 1) == 1 then
+  redis.call('PUBLISH', KEYS[4], 'j\31' .. room .. '\31' .. user .. '\31' ..
+    '{"type":"joined","room":"' .. room .. '","user":"' .. user .. '"}')
+end
+local users = redis.call('HKEYS', KEYS[1])
+local last = ''
+local top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+if #top > 0 then last = top[1][1] end
+local rec = ''
+local replay = {}
+if ARGV[5] ~= '' then
+  rec = '0'
+  local found = redis.call('XRANGE', KEYS[3], ARGV[5] .. '-0', ARGV[5] .. '-0')
+  if #found > 0 then
+    local t = redis.call('TIME')
+    local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    if tonumber(found[1][2][4]) >= ms - tonumber(ARGV[7]) then
+      local after = redis.call('XRANGE', KEYS[3], '(' .. ARGV[5] .. '-0', '+')
+      if #after == 0 then
+        rec = '1'
+      elseif ARGV[6] == '1' then
+        rec = '1'
+        for i, e in ipairs(after) do replay[i] = e[2][2] end
+      end
+    end
+  end
+end
+redis.call('PUBLISH', KEYS[5], 's\31' .. ARGV[3] .. '\31' .. cjson.encode({
+  room = room, user = user, conn = ARGV[4], users = users, last = last, rec = rec,
+  replay = replay }))
+return 1
+"#;
+
+/// Whether `since` is still in a room's window (for a socket subscribed already), and presence.
+/// KEYS: pu, win. ARGV: since ('' for none), age ms. Returns `{found '1'/'0', users...}`.
+pub const CHECK: &str = r#"
+local found = '0'
+if ARGV[1] ~= '' then
+  local e = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', ARGV[1] .. '-0')
+  if #e > 0 then
+    local t = redis.call('TIME')
+    local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    if tonumber(e[1][2][4]) >= ms - tonumber(ARGV[2]) then found = '1' end
+  end
+end
+local out = {found}
+for _, u in ipairs(redis.call('HKEYS', KEYS[1])) do out[#out + 1] = u end
+return out
+"#;
+
+/// Sockets of one user on one node stop being subscribed to rooms (one room argument per socket):
+/// `left` on the bus where it was the user's last socket anywhere. A node no longer registered
+/// (it was declared dead, and its share taken off) changes nothing.
+/// KEYS: np, bus, nodes. ARGV: node, user, room...
+pub const LEAVE: &str = r#"
+if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
+local user = ARGV[2]
+for i = 3, #ARGV do
+  local room = ARGV[i]
+  local field = room .. '\31' .. user
+  local c = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+  if c > 0 then
+    if c == 1 then redis.call('HDEL', KEYS[1], field) else redis.call('HINCRBY', KEYS[1], field, -1) end
+    local pu = 'wsgate:pu:' .. room
+    local n = redis.call('HINCRBY', pu, user, -1)
+    if n <= 0 then
+      redis.call('HDEL', pu, user)
+      if n == 0 then
+        redis.call('PUBLISH', KEYS[2], 'l\31' .. room .. '\31' .. user .. '\31' ..
+          '{"type":"left","room":"' .. room .. '","user":"' .. user .. '"}')
+      end
+    end
+  end
+end
+return 1
+"#;
+
+/// Renews a node's heartbeat. Returns `{was registered 1/0, dead nodes...}`.
+/// KEYS: nodes. ARGV: node, ms until it counts as dead.
+pub const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local had = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
+local out = {had and 1 or 0}
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ms)) do
+  if n ~= ARGV[1] then out[#out + 1] = n end
+end
+return out
+"#;
+
+/// Takes a node's share off the presence (`left` where it was a user's last socket), once: the
+/// node's registration is removed first, and only the caller that removed it does the rest.
+/// KEYS: nodes, bus. ARGV: node. Returns how many presence entries it removed (or -1: done before).
+pub const BURY: &str = r#"
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 and redis.call('EXISTS', 'wsgate:np:' .. ARGV[1]) == 0 then
+  return -1
+end
+local np = 'wsgate:np:' .. ARGV[1]
+local all = redis.call('HGETALL', np)
+for i = 1, #all, 2 do
+  local sep = string.find(all[i], '\31', 1, true)
+  local room = string.sub(all[i], 1, sep - 1)
+  local user = string.sub(all[i], sep + 1)
+  local pu = 'wsgate:pu:' .. room
+  local n = redis.call('HINCRBY', pu, user, -tonumber(all[i + 1]))
+  if n <= 0 then
+    redis.call('HDEL', pu, user)
+    if n == 0 then
+      redis.call('PUBLISH', KEYS[2], 'l\31' .. room .. '\31' .. user .. '\31' ..
+        '{"type":"left","room":"' .. room .. '","user":"' .. user .. '"}')
+    end
+  end
+end
+redis.call('DEL', np)
+return #all / 2
+"#;
+
+/// A deleted room: its window goes, and every node ends its subscriptions.
+/// KEYS: win, bus. ARGV: room.
+pub const DELETE_ROOM: &str = r#"
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', KEYS[2], 'x\31' .. ARGV[1])
+return 1
+"#;

@@ -1,0 +1,638 @@
+//! Several wsgate nodes on one Redis and one MongoDB, driven like clients: tickets across nodes,
+//! one order per room, presence over nodes and after `kill -9` of one, revocation latency,
+//! recovery through another node, a Redis restart, and nginx in front (deploy/nginx.conf).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use wsgate_testkit::{Gateway, Socket, Upgrade};
+
+use crate::helpers::{mongo_database, spawn_app_with_settings, RedisServer, TestApp};
+
+/// Short enough for tests: a dead node's users are `left` within this.
+const NODE_TIMEOUT_SECS: u64 = 2;
+
+/// Every node's flags besides Redis and MongoDB.
+const NODE_ARGS: &[&str] = &[
+    "--rate-register-per-min",
+    "0",
+    "--rate-login-per-min",
+    "0",
+    "--rate-ticket-per-min",
+    "0",
+    "--rate-upgrade-per-min",
+    "0",
+    "--rate-messages-per-sec",
+    "0",
+    "--node-timeout-secs",
+    "2",
+];
+
+/// A cluster: its Redis, its database, and in-process nodes.
+struct Cluster {
+    redis: RedisServer,
+    mongo_uri: String,
+    db: String,
+    nodes: Vec<TestApp>,
+}
+
+impl Cluster {
+    async fn start(nodes: usize) -> Option<Self> {
+        let (redis, (mongo_uri, db)) = (RedisServer::start().await?, mongo_database()?);
+        let mut cluster = Self {
+            redis,
+            mongo_uri,
+            db,
+            nodes: Vec::new(),
+        };
+        for _ in 0..nodes {
+            let node = cluster.spawn_node(&[]).await;
+            cluster.nodes.push(node);
+        }
+        Some(cluster)
+    }
+
+    fn args<'a>(&'a self, url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = NODE_ARGS.to_vec();
+        args.extend([
+            "--redis-url",
+            url,
+            "--mongodb-uri",
+            &self.mongo_uri,
+            "--mongodb-db",
+            &self.db,
+        ]);
+        args.extend_from_slice(extra);
+        args
+    }
+
+    async fn spawn_node(&self, extra: &[&str]) -> TestApp {
+        let url = self.redis.url();
+        spawn_app_with_settings(&self.args(&url, extra)).await
+    }
+
+    fn gw(&self, node: usize) -> &Gateway {
+        &self.nodes[node].gw
+    }
+
+    /// The binary as a node of this cluster, in its own process (for `kill -9`); its address.
+    // The caller owns the child: it kills and waits for it.
+    #[allow(clippy::zombie_processes)]
+    fn spawn_process(&self) -> (Child, String) {
+        let file = std::env::temp_dir().join(wsgate_testkit::unique_name("node-addr"));
+        let url = self.redis.url();
+        let mut args = vec!["--addr", "127.0.0.1:0", "--bcrypt-cost", "4"];
+        args.extend(["--jwt-secret", crate::helpers::SECRET]);
+        args.extend(self.args(&url, &[]));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsgate"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("WSGATE_") {
+                cmd.env_remove(key);
+            }
+        }
+        let mut child = cmd
+            .args(&args)
+            .arg("--addr-file")
+            .arg(&file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("wsgate starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&file) {
+                if addr.ends_with('\n') {
+                    let _ = std::fs::remove_file(&file);
+                    return (child, format!("http://{}", addr.trim()));
+                }
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the node did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A socket that sees frames about every user (the testkit's default focus is its own user).
+fn unfocused(mut socket: Socket) -> Socket {
+    socket.focus_all();
+    socket
+}
+
+/// The next frame of one of `types`, skipping others (presence of other users, etc.).
+async fn next_of(socket: &mut Socket, types: &[&str]) -> Value {
+    loop {
+        let frame = socket.recv().await.expect("a frame");
+        if types.iter().any(|t| frame["type"] == *t) {
+            return frame;
+        }
+    }
+}
+
+/// The next frame of `kind` about `room`.
+async fn next_in(socket: &mut Socket, kind: &str, room: &str) -> Value {
+    loop {
+        let frame = next_of(socket, &[kind]).await;
+        if frame["room"] == room {
+            return frame;
+        }
+    }
+}
+
+async fn texts(socket: &mut Socket, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = next_of(socket, &["message"]).await;
+        out.push(frame["text"].as_str().unwrap().to_owned());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_minted_on_one_node_redeems_on_another_exactly_once() {
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
+    let user = cluster.gw(0).new_user("tix").await.unwrap();
+    let ticket = cluster.gw(0).ticket(&user.token).await.unwrap();
+    cluster
+        .gw(2)
+        .upgrade(&ticket)
+        .await
+        .unwrap()
+        .open()
+        .unwrap();
+    let again = cluster
+        .gw(1)
+        .upgrade(&ticket)
+        .await
+        .unwrap()
+        .refused()
+        .unwrap();
+    again.expect_error(401, "ticket_used").unwrap();
+
+    // 20 upgrades with one ticket, spread over the three nodes, at once: one 101.
+    let ticket = cluster.gw(0).ticket(&user.token).await.unwrap();
+    let attempts = (0..20).map(|i| {
+        let gw = cluster.gw(i % 3).clone();
+        let ticket = ticket.clone();
+        tokio::spawn(async move { gw.upgrade(&ticket).await.unwrap() })
+    });
+    let mut opened = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Upgrade::Open(_) => opened += 1,
+            Upgrade::Refused(reply) => assert_eq!(reply.status, 401, "{}", reply.body),
+        }
+    }
+    assert_eq!(opened, 1, "one ticket, one socket, across nodes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_delivers_a_rooms_messages_in_one_order() {
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
+    let owner = cluster.gw(0).new_user("order").await.unwrap();
+    let room = cluster
+        .gw(0)
+        .create_room(&owner, "order", "public")
+        .await
+        .unwrap();
+    let mut sockets = Vec::new();
+    let mut names = Vec::new();
+    for node in 0..3 {
+        let user = cluster.gw(node).new_user("order").await.unwrap();
+        let (mut socket, _) = cluster
+            .gw(node)
+            .connect(&user)
+            .await
+            .map(|(s, v)| (unfocused(s), v))
+            .unwrap();
+        socket.subscribe(&room, None).await.unwrap();
+        names.push(user.name.clone());
+        sockets.push(socket);
+    }
+    // Two senders on different nodes, interleaving as fast as they can.
+    const EACH: usize = 40;
+    let mut senders = Vec::new();
+    for node in [0, 1] {
+        let user = cluster.gw(node).new_user("send").await.unwrap();
+        let (mut socket, _) = cluster
+            .gw(node)
+            .connect(&user)
+            .await
+            .map(|(s, v)| (unfocused(s), v))
+            .unwrap();
+        socket.subscribe(&room, None).await.unwrap();
+        senders.push(socket);
+    }
+    let mut b = senders.pop().unwrap();
+    let mut a = senders.pop().unwrap();
+    let (room_a, room_b) = (room.clone(), room.clone());
+    let send_a = tokio::spawn(async move {
+        for i in 0..EACH {
+            a.say_in(&room_a, &format!("a{i}")).await.unwrap();
+        }
+        a
+    });
+    let send_b = tokio::spawn(async move {
+        for i in 0..EACH {
+            b.say_in(&room_b, &format!("b{i}")).await.unwrap();
+        }
+        b
+    });
+    let (_a, _b) = (send_a.await.unwrap(), send_b.await.unwrap());
+    let mut seen = Vec::new();
+    let mut ids = Vec::new();
+    for socket in &mut sockets {
+        let mut order = Vec::new();
+        let mut id_order = Vec::new();
+        while order.len() < 2 * EACH {
+            let frame = next_of(socket, &["message"]).await;
+            order.push(frame["text"].as_str().unwrap().to_owned());
+            id_order.push(frame["id"].as_str().unwrap().parse::<u64>().unwrap());
+        }
+        assert!(
+            id_order.windows(2).all(|w| w[0] < w[1]),
+            "ids follow the order"
+        );
+        seen.push(order);
+        ids.push(id_order);
+    }
+    assert_eq!(seen[0], seen[1], "nodes 0 and 1 deliver in one order");
+    assert_eq!(seen[0], seen[2], "nodes 0 and 2 deliver in one order");
+    assert_eq!(ids[0], ids[2], "and with the same ids");
+    for sender in ["a", "b"] {
+        let own: Vec<&String> = seen[0].iter().filter(|t| t.starts_with(sender)).collect();
+        let expected: Vec<String> = (0..EACH).map(|i| format!("{sender}{i}")).collect();
+        assert_eq!(
+            own,
+            expected.iter().collect::<Vec<_>>(),
+            "each sender's order kept"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_nodes_and_a_killed_node_is_left_within_the_timeout() {
+    let Some(cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let owner = cluster.gw(0).new_user("pres").await.unwrap();
+    let room = cluster
+        .gw(0)
+        .create_room(&owner, "pres", "public")
+        .await
+        .unwrap();
+    let alice = cluster.gw(0).new_user("alice").await.unwrap();
+    let carol = cluster.gw(1).new_user("carol").await.unwrap();
+    let (mut a, _) = cluster
+        .gw(0)
+        .connect(&alice)
+        .await
+        .map(|(s, v)| (unfocused(s), v))
+        .unwrap();
+    a.subscribe(&room, None).await.unwrap();
+    let (mut c, _) = cluster
+        .gw(1)
+        .connect(&carol)
+        .await
+        .map(|(s, v)| (unfocused(s), v))
+        .unwrap();
+    let subscribed = c.subscribe(&room, None).await.unwrap();
+    let mut both = vec![alice.name.clone(), carol.name.clone()];
+    both.sort();
+    assert_eq!(subscribed["users"], json!(both), "presence over both nodes");
+    let joined = next_in(&mut a, "joined", &room).await;
+    assert_eq!(joined["user"], carol.name.as_str(), "joined crosses nodes");
+    assert_eq!(joined["room"], room.as_str());
+
+    // Node B in its own process: bob subscribes there, then B is killed with SIGKILL.
+    let (mut node_b, url_b) = cluster.spawn_process();
+    let gw_b = Gateway::new(&url_b).unwrap();
+    let bob = gw_b.new_user("bob").await.unwrap();
+    let (mut b, _) = gw_b
+        .connect(&bob)
+        .await
+        .map(|(s, v)| (unfocused(s), v))
+        .unwrap();
+    b.subscribe(&room, None).await.unwrap();
+    for socket in [&mut a, &mut c] {
+        let joined = next_in(socket, "joined", &room).await;
+        assert_eq!(joined["user"], bob.name.as_str());
+    }
+    let presence = cluster
+        .gw(0)
+        .get(&format!("/api/rooms/{room}"), Some(&owner.token))
+        .await
+        .unwrap();
+    assert_eq!(presence.status, 200);
+    node_b.kill().unwrap();
+    let killed = Instant::now();
+    let _ = node_b.wait();
+    for socket in [&mut a, &mut c] {
+        let left = tokio::time::timeout(
+            Duration::from_secs(NODE_TIMEOUT_SECS + 2),
+            next_in(socket, "left", &room),
+        )
+        .await
+        .expect("left within the node timeout");
+        assert_eq!(left["user"], bob.name.as_str());
+    }
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(NODE_TIMEOUT_SECS) + Duration::from_millis(500),
+        "left {took:?} after kill -9 (timeout {NODE_TIMEOUT_SECS} s)"
+    );
+    // The other nodes keep serving.
+    a.say_in(&room, "still here").await.unwrap();
+    assert_eq!(texts(&mut c, 1).await, ["still here"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_node_closes_a_socket_on_another_within_100_ms() {
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
+    let mut took = Vec::new();
+    for _ in 0..100 {
+        let user = cluster.gw(0).new_user("rev").await.unwrap();
+        let (mut socket, _) = cluster
+            .gw(2)
+            .connect(&user)
+            .await
+            .map(|(s, v)| (unfocused(s), v))
+            .unwrap();
+        let started = Instant::now();
+        let reply = cluster
+            .gw(0)
+            .post_empty("/api/logout", Some(&user.token))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 204, "{}", reply.body);
+        let (code, reason) = socket.expect_close(Duration::from_secs(3)).await.unwrap();
+        took.push(started.elapsed());
+        assert_eq!((code, reason.as_str()), (4401, "token_revoked"));
+    }
+    took.sort();
+    let (p50, p99) = (took[49], took[98]);
+    eprintln!(
+        "revocation across nodes over 100 tries: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        took[99].as_secs_f64() * 1e3
+    );
+    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reconnecting_through_another_node_recovers_exactly() {
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
+    let owner = cluster.gw(0).new_user("rec").await.unwrap();
+    let room = cluster
+        .gw(0)
+        .create_room(&owner, "rec", "public")
+        .await
+        .unwrap();
+    let reader = cluster.gw(0).new_user("reader").await.unwrap();
+    let writer = cluster.gw(1).new_user("writer").await.unwrap();
+    let (mut w, _) = cluster
+        .gw(1)
+        .connect(&writer)
+        .await
+        .map(|(s, v)| (unfocused(s), v))
+        .unwrap();
+    w.subscribe(&room, None).await.unwrap();
+    let (mut r, _) = cluster
+        .gw(0)
+        .connect(&reader)
+        .await
+        .map(|(s, v)| (unfocused(s), v))
+        .unwrap();
+    r.subscribe(&room, None).await.unwrap();
+    w.say_in(&room, "one").await.unwrap();
+    let first = next_of(&mut r, &["message"]).await;
+    let since = first["id"].as_str().unwrap().to_owned();
+    r.close().await.unwrap();
+    for text in ["two", "three", "four"] {
+        w.say_in(&room, text).await.unwrap();
+    }
+    // Through node 2, which never had the reader.
+    let (mut r, _) = cluster
+        .gw(2)
+        .connect(&reader)
+        .await
+        .map(|(s, v)| (unfocused(s), v))
+        .unwrap();
+    let subscribed = r.subscribe(&room, Some(&since)).await.unwrap();
+    assert_eq!(subscribed["recovered"], true, "{subscribed}");
+    w.say_in(&room, "five").await.unwrap();
+    assert_eq!(texts(&mut r, 4).await, ["two", "three", "four", "five"]);
+    r.expect_silence(Duration::from_millis(200)).await.unwrap();
+    // An id of no message of the room is not recoverable.
+    let (mut r2, _) = cluster
+        .gw(1)
+        .connect(&reader)
+        .await
+        .map(|(s, v)| (unfocused(s), v))
+        .unwrap();
+    let subscribed = r2.subscribe(&room, Some("12345")).await.unwrap();
+    assert_eq!(subscribed["recovered"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_keeps_sockets_refuses_publishing_and_heals_by_itself() {
+    let Some(mut cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let alice = cluster.gw(0).new_user("alice").await.unwrap();
+    let bob = cluster.gw(1).new_user("bob").await.unwrap();
+    let (mut a, _) = cluster
+        .gw(0)
+        .connect(&alice)
+        .await
+        .map(|(s, v)| (unfocused(s), v))
+        .unwrap();
+    let (mut b, _) = cluster
+        .gw(1)
+        .connect(&bob)
+        .await
+        .map(|(s, v)| (unfocused(s), v))
+        .unwrap();
+    a.focus(&[&alice.name, &bob.name]);
+    b.focus(&[&alice.name, &bob.name]);
+    a.say("before").await.unwrap();
+    let before = next_of(&mut b, &["message"]).await;
+    let since = before["id"].as_str().unwrap().to_owned();
+
+    cluster.redis.stop();
+    // Health names Redis; the sockets stay; a message is refused, never dropped silently.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = cluster.gw(0).get("/api/health", None).await.unwrap();
+        if health.status == 503 {
+            assert_eq!(health.body["error"], "unavailable", "{}", health.body);
+            assert!(
+                health.body["message"].as_str().unwrap().contains("redis"),
+                "{}",
+                health.body
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never reported Redis down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.say("during").await.unwrap();
+    let refused = next_of(&mut a, &["error"]).await;
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+
+    cluster.redis.restart().await;
+    // Each node repairs by itself: its sockets are asked to reconnect (1012) and recover.
+    for socket in [&mut a, &mut b] {
+        let (code, reason) = socket.expect_close(Duration::from_secs(10)).await.unwrap();
+        assert_eq!((code, reason.as_str()), (1012, "reconnect"));
+    }
+    for node in 0..2 {
+        let health = cluster.gw(node).get("/api/health", None).await.unwrap();
+        assert_eq!(health.status, 200, "{}", health.body);
+        assert_eq!(health.body["redis"], "ok");
+    }
+    // Redis lost everything (no persistence): the window is gone, so `recovered` is false.
+    let (mut b, ok) = cluster
+        .gw(1)
+        .connect_since(&bob, Some(&since))
+        .await
+        .map(|(s, v)| (unfocused(s), v))
+        .unwrap();
+    assert_eq!(ok["recovered"], false, "{ok}");
+    let (mut a, _) = cluster
+        .gw(0)
+        .connect(&alice)
+        .await
+        .map(|(s, v)| (unfocused(s), v))
+        .unwrap();
+    a.focus(&[&alice.name, &bob.name]);
+    b.focus(&[&alice.name, &bob.name]);
+    a.say("after").await.unwrap();
+    assert_eq!(texts(&mut b, 1).await, ["after"]);
+}
+
+/// nginx from deploy/nginx.conf (copied as it is) in front of three nodes.
+struct Nginx {
+    child: Child,
+    _dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    fn start(port: u16, upstreams: &[std::net::SocketAddr]) -> Option<Self> {
+        let Ok(bin) = std::env::var("WSGATE_TEST_NGINX") else {
+            if std::env::var("WSGATE_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
+                panic!("WSGATE_TEST_NGINX is not set but the cluster tests are required");
+            }
+            eprintln!("SKIPPED: WSGATE_TEST_NGINX is not set (scripts/test.sh sets it)");
+            return None;
+        };
+        let dir = std::env::temp_dir().join(wsgate_testkit::unique_name("nginx"));
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf");
+        std::fs::copy(conf, dir.join("nginx.conf")).unwrap();
+        std::fs::write(
+            dir.join("wsgate-listen.conf"),
+            format!("listen 127.0.0.1:{port};\n"),
+        )
+        .unwrap();
+        let servers: String = upstreams.iter().map(|a| format!("server {a};\n")).collect();
+        std::fs::write(dir.join("wsgate-upstreams.conf"), servers).unwrap();
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        Some(Self { child, _dir: dir })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx_round_robin_sockets_land_on_every_node_and_chat_crosses() {
+    let Some(mut cluster) = Cluster::start(0).await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let origin = format!("http://127.0.0.1:{port}");
+    for _ in 0..3 {
+        let node = cluster
+            .spawn_node(&[
+                "--trusted-proxies",
+                "127.0.0.1",
+                "--allowed-origins",
+                &origin,
+            ])
+            .await;
+        cluster.nodes.push(node);
+    }
+    let addrs: Vec<_> = cluster.nodes.iter().map(|n| n.addr).collect();
+    let Some(_nginx) = Nginx::start(port, &addrs) else {
+        return;
+    };
+    let gw = Gateway::new(&origin).unwrap();
+    // Ready when nginx answers (never a fixed sleep).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.get("/api/health", None).await.map_or(0, |r| r.status) != 200 {
+        assert!(Instant::now() < deadline, "nginx did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let users: Vec<_> = futures_util::future::join_all((0..6).map(|_| gw.new_user("lb")))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut sockets = Vec::new();
+    for user in &users {
+        let (mut socket, _) = gw
+            .connect(user)
+            .await
+            .map(|(s, v)| (unfocused(s), v))
+            .unwrap();
+        socket.focus(&users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>());
+        sockets.push(socket);
+    }
+    let per_node: Vec<usize> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.app.hub().socket_count())
+        .collect();
+    assert!(
+        per_node.iter().all(|&n| n > 0),
+        "round robin spreads sockets over every node: {per_node:?}"
+    );
+    sockets[0].say("through nginx").await.unwrap();
+    for socket in &mut sockets[1..] {
+        assert_eq!(texts(socket, 1).await, ["through nginx"]);
+    }
+}

@@ -402,6 +402,8 @@ const CONFIG_FLAGS: &[&str] = &[
     "mongodb-uri",
     "mongodb-db",
     "mongodb-timeout-ms",
+    "redis-url",
+    "node-timeout-secs",
     "trusted-proxies",
     "request-timeout-ms",
     "max-connections-per-ip",

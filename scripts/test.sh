@@ -29,8 +29,8 @@ echo "test MongoDB: $WSGATE_TEST_MONGODB_URI"
 
 stage "Redis and nginx (Debian's) for the cluster tests"
 # Each cluster test starts its own redis-server (pub/sub is global to a Redis) and nginx.
-WSGATE_TEST_REDIS_SERVER=$(scripts/redis.sh bin)
-WSGATE_TEST_NGINX=$(scripts/nginx.sh bin)
+WSGATE_TEST_REDIS_SERVER=$(scripts/cluster-tools.sh bin redis-server)
+WSGATE_TEST_NGINX=$(scripts/cluster-tools.sh bin nginx)
 export WSGATE_TEST_REDIS_SERVER WSGATE_TEST_NGINX
 export WSGATE_REQUIRE_REDIS=1
 "$WSGATE_TEST_REDIS_SERVER" --version

@@ -293,8 +293,10 @@ impl Cluster {
         let cluster = self.clone();
         tokio::spawn(async move {
             if let Err(err) = cluster.leave_rooms(&user, &rooms).await {
-                // The node's share is buried when its stream is repaired or it dies.
-                tracing::debug!(%err, "presence update lost");
+                // The cluster's presence is now wrong about this node: repair it (a new
+                // generation buries the old one's share, see the module doc).
+                tracing::warn!(%err, "presence update lost: repairing");
+                cluster.inner.lost.store(true, Ordering::SeqCst);
             }
         });
     }

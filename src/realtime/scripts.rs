@@ -16,11 +16,38 @@
 //! Separator in payloads and fields: ASCII 31 (unit separator), which room ids and usernames
 //! cannot contain and serialized JSON never contains raw.
 
+/// What every script may call: Redis's clock in ms, and taking sockets of a user off a room's
+/// presence (with `left` on the bus when that was the user's last one anywhere).
+macro_rules! lua {
+    ($body:literal) => {
+        concat!(
+            r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function drop_presence(bus, room, user, sockets)
+  local pu = 'wsgate:pu:' .. room
+  local n = redis.call('HINCRBY', pu, user, -sockets)
+  if n <= 0 then
+    redis.call('HDEL', pu, user)
+    if n == 0 then
+      redis.call('PUBLISH', bus, 'l\31' .. room .. '\31' .. user .. '\31' ..
+        '{"type":"left","room":"' .. room .. '","user":"' .. user .. '"}')
+    end
+  end
+end
+"#,
+            $body
+        )
+    };
+}
+
 /// Publishes a room's message or event: next id, window, channel. Returns `{id, ts}`.
 /// KEYS: last, win, bus. ARGV: room, head, mid, tail, window cap, window ttl ms.
-pub const PUBLISH: &str = r#"
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+pub const PUBLISH: &str = lua!(
+    r#"
+local ms = now_ms()
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local id = math.max(last + 1, ms * 1024)
 local ids = string.format('%.0f', id)
@@ -35,13 +62,14 @@ if cap > 0 then
 end
 redis.call('PUBLISH', KEYS[3], 'm\31' .. ARGV[1] .. '\31' .. ids .. '\31' .. frame)
 return {ids, mss}
-"#;
+"#
+);
 
 /// A direct message: next id of the conversation, channel. Returns `{id, ts}`.
 /// KEYS: last, bus. ARGV: from, to, head, mid, tail, ttl ms of the last id.
-pub const DIRECT: &str = r#"
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+pub const DIRECT: &str = lua!(
+    r#"
+local ms = now_ms()
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local id = math.max(last + 1, ms * 1024)
 local ids = string.format('%.0f', id)
@@ -50,14 +78,16 @@ redis.call('SET', KEYS[1], ids, 'PX', tonumber(ARGV[6]))
 local frame = ARGV[3] .. ids .. ARGV[4] .. mss .. ARGV[5]
 redis.call('PUBLISH', KEYS[2], 'd\31' .. ARGV[1] .. '\31' .. ARGV[2] .. '\31' .. frame)
 return {ids, mss}
-"#;
+"#
+);
 
 /// A socket subscribes: presence (with `joined` on the bus for the user's first socket anywhere),
 /// and the answer on the node's own channel, after everything published before it: the snapshot,
 /// the room's last id, and the recovery. Refused with `NODE` when the node is not registered.
 /// KEYS: pu, np, win, bus, node channel, nodes.
 /// ARGV: room, user, token, conn, since ('' for none), replay allowed ('1'/'0'), age ms, node.
-pub const SUBSCRIBE: &str = r#"
+pub const SUBSCRIBE: &str = lua!(
+    r#"
 if not redis.call('ZSCORE', KEYS[6], ARGV[8]) then
   return redis.error_reply('NODE this node is not registered')
 end
@@ -77,9 +107,7 @@ if ARGV[5] ~= '' then
   rec = '0'
   local found = redis.call('XRANGE', KEYS[3], ARGV[5] .. '-0', ARGV[5] .. '-0')
   if #found > 0 then
-    local t = redis.call('TIME')
-    local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    if tonumber(found[1][2][4]) >= ms - tonumber(ARGV[7]) then
+    if tonumber(found[1][2][4]) >= now_ms() - tonumber(ARGV[7]) then
       local after = redis.call('XRANGE', KEYS[3], '(' .. ARGV[5] .. '-0', '+')
       if #after == 0 then
         rec = '1'
@@ -94,30 +122,32 @@ redis.call('PUBLISH', KEYS[5], 's\31' .. ARGV[3] .. '\31' .. cjson.encode({
   room = room, user = user, conn = ARGV[4], users = users, last = last, rec = rec,
   replay = replay }))
 return 1
-"#;
+"#
+);
 
 /// Whether `since` is still in a room's window (for a socket subscribed already), and presence.
 /// KEYS: pu, win. ARGV: since ('' for none), age ms. Returns `{found '1'/'0', users...}`.
-pub const CHECK: &str = r#"
+pub const CHECK: &str = lua!(
+    r#"
 local found = '0'
 if ARGV[1] ~= '' then
   local e = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', ARGV[1] .. '-0')
   if #e > 0 then
-    local t = redis.call('TIME')
-    local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    if tonumber(e[1][2][4]) >= ms - tonumber(ARGV[2]) then found = '1' end
+    if tonumber(e[1][2][4]) >= now_ms() - tonumber(ARGV[2]) then found = '1' end
   end
 end
 local out = {found}
 for _, u in ipairs(redis.call('HKEYS', KEYS[1])) do out[#out + 1] = u end
 return out
-"#;
+"#
+);
 
 /// Sockets of one user on one node stop being subscribed to rooms (one room argument per socket):
 /// `left` on the bus where it was the user's last socket anywhere. A node no longer registered
 /// (it was declared dead, and its share taken off) changes nothing.
 /// KEYS: np, bus, nodes. ARGV: node, user, room...
-pub const LEAVE: &str = r#"
+pub const LEAVE: &str = lua!(
+    r#"
 if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
 local user = ARGV[2]
 for i = 3, #ARGV do
@@ -126,25 +156,18 @@ for i = 3, #ARGV do
   local c = tonumber(redis.call('HGET', KEYS[1], field) or '0')
   if c > 0 then
     if c == 1 then redis.call('HDEL', KEYS[1], field) else redis.call('HINCRBY', KEYS[1], field, -1) end
-    local pu = 'wsgate:pu:' .. room
-    local n = redis.call('HINCRBY', pu, user, -1)
-    if n <= 0 then
-      redis.call('HDEL', pu, user)
-      if n == 0 then
-        redis.call('PUBLISH', KEYS[2], 'l\31' .. room .. '\31' .. user .. '\31' ..
-          '{"type":"left","room":"' .. room .. '","user":"' .. user .. '"}')
-      end
-    end
+    drop_presence(KEYS[2], room, user, 1)
   end
 end
 return 1
-"#;
+"#
+);
 
 /// Renews a node's heartbeat. Returns `{was registered 1/0, dead nodes...}`.
 /// KEYS: nodes. ARGV: node, ms until it counts as dead.
-pub const HEARTBEAT: &str = r#"
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+pub const HEARTBEAT: &str = lua!(
+    r#"
+local ms = now_ms()
 local had = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
 local out = {had and 1 or 0}
@@ -152,12 +175,14 @@ for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ms)) do
   if n ~= ARGV[1] then out[#out + 1] = n end
 end
 return out
-"#;
+"#
+);
 
 /// Takes a node's share off the presence (`left` where it was a user's last socket), once: the
 /// node's registration is removed first, and only the caller that removed it does the rest.
 /// KEYS: nodes, bus. ARGV: node. Returns how many presence entries it removed (or -1: done before).
-pub const BURY: &str = r#"
+pub const BURY: &str = lua!(
+    r#"
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 and redis.call('EXISTS', 'wsgate:np:' .. ARGV[1]) == 0 then
   return -1
 end
@@ -166,25 +191,19 @@ local all = redis.call('HGETALL', np)
 for i = 1, #all, 2 do
   local sep = string.find(all[i], '\31', 1, true)
   local room = string.sub(all[i], 1, sep - 1)
-  local user = string.sub(all[i], sep + 1)
-  local pu = 'wsgate:pu:' .. room
-  local n = redis.call('HINCRBY', pu, user, -tonumber(all[i + 1]))
-  if n <= 0 then
-    redis.call('HDEL', pu, user)
-    if n == 0 then
-      redis.call('PUBLISH', KEYS[2], 'l\31' .. room .. '\31' .. user .. '\31' ..
-        '{"type":"left","room":"' .. room .. '","user":"' .. user .. '"}')
-    end
-  end
+  drop_presence(KEYS[2], room, string.sub(all[i], sep + 1), tonumber(all[i + 1]))
 end
 redis.call('DEL', np)
 return #all / 2
-"#;
+"#
+);
 
 /// A deleted room: its window goes, and every node ends its subscriptions.
 /// KEYS: win, bus. ARGV: room.
-pub const DELETE_ROOM: &str = r#"
+pub const DELETE_ROOM: &str = lua!(
+    r#"
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', KEYS[2], 'x\31' .. ARGV[1])
 return 1
-"#;
+"#
+);

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wsgate_testkit::{Gateway, Socket, Upgrade};
+use wsgate_testkit::{Gateway, Socket, Upgrade, User};
 
 use crate::helpers::{mongo_database, spawn_app_with_settings, RedisServer, TestApp};
 
@@ -27,7 +27,12 @@ const NODE_ARGS: &[&str] = &[
     "0",
     "--node-timeout-secs",
     "2",
+    "--api-key",
+    API_KEY,
 ];
+
+/// The server API key of every node.
+const API_KEY: &str = "cluster-api-key-cluster-api-key-0123";
 
 /// A cluster: its Redis, its database, and in-process nodes.
 struct Cluster {
@@ -118,9 +123,18 @@ impl Cluster {
     }
 }
 
-/// A socket that sees frames about every user (the testkit's default focus is its own user).
-fn unfocused(mut socket: Socket) -> Socket {
+/// An authenticated socket that sees frames about every user (the testkit's default focus is its
+/// own user; each cluster here has its own Redis, so no other test's users are around).
+async fn open(gw: &Gateway, user: &User) -> Socket {
+    let (mut socket, _) = gw.connect(user).await.unwrap();
     socket.focus_all();
+    socket
+}
+
+/// `open`, subscribed to `room`.
+async fn in_room(gw: &Gateway, user: &User, room: &str) -> Socket {
+    let mut socket = open(gw, user).await;
+    socket.subscribe(room, None).await.unwrap();
     socket
 }
 
@@ -208,13 +222,7 @@ async fn every_node_delivers_a_rooms_messages_in_one_order() {
     let mut names = Vec::new();
     for node in 0..3 {
         let user = cluster.gw(node).new_user("order").await.unwrap();
-        let (mut socket, _) = cluster
-            .gw(node)
-            .connect(&user)
-            .await
-            .map(|(s, v)| (unfocused(s), v))
-            .unwrap();
-        socket.subscribe(&room, None).await.unwrap();
+        let socket = in_room(cluster.gw(node), &user, &room).await;
         names.push(user.name.clone());
         sockets.push(socket);
     }
@@ -223,13 +231,7 @@ async fn every_node_delivers_a_rooms_messages_in_one_order() {
     let mut senders = Vec::new();
     for node in [0, 1] {
         let user = cluster.gw(node).new_user("send").await.unwrap();
-        let (mut socket, _) = cluster
-            .gw(node)
-            .connect(&user)
-            .await
-            .map(|(s, v)| (unfocused(s), v))
-            .unwrap();
-        socket.subscribe(&room, None).await.unwrap();
+        let socket = in_room(cluster.gw(node), &user, &room).await;
         senders.push(socket);
     }
     let mut b = senders.pop().unwrap();
@@ -292,19 +294,8 @@ async fn presence_spans_nodes_and_a_killed_node_is_left_within_the_timeout() {
         .unwrap();
     let alice = cluster.gw(0).new_user("alice").await.unwrap();
     let carol = cluster.gw(1).new_user("carol").await.unwrap();
-    let (mut a, _) = cluster
-        .gw(0)
-        .connect(&alice)
-        .await
-        .map(|(s, v)| (unfocused(s), v))
-        .unwrap();
-    a.subscribe(&room, None).await.unwrap();
-    let (mut c, _) = cluster
-        .gw(1)
-        .connect(&carol)
-        .await
-        .map(|(s, v)| (unfocused(s), v))
-        .unwrap();
+    let mut a = in_room(cluster.gw(0), &alice, &room).await;
+    let mut c = open(cluster.gw(1), &carol).await;
     let subscribed = c.subscribe(&room, None).await.unwrap();
     let mut both = vec![alice.name.clone(), carol.name.clone()];
     both.sort();
@@ -317,12 +308,7 @@ async fn presence_spans_nodes_and_a_killed_node_is_left_within_the_timeout() {
     let (mut node_b, url_b) = cluster.spawn_process();
     let gw_b = Gateway::new(&url_b).unwrap();
     let bob = gw_b.new_user("bob").await.unwrap();
-    let (mut b, _) = gw_b
-        .connect(&bob)
-        .await
-        .map(|(s, v)| (unfocused(s), v))
-        .unwrap();
-    b.subscribe(&room, None).await.unwrap();
+    let _b = in_room(&gw_b, &bob, &room).await;
     for socket in [&mut a, &mut c] {
         let joined = next_in(socket, "joined", &room).await;
         assert_eq!(joined["user"], bob.name.as_str());
@@ -353,6 +339,21 @@ async fn presence_spans_nodes_and_a_killed_node_is_left_within_the_timeout() {
     // The other nodes keep serving.
     a.say_in(&room, "still here").await.unwrap();
     assert_eq!(texts(&mut c, 1).await, ["still here"]);
+
+    // B restarted rejoins by itself: bob is back, and chat crosses to and from it.
+    let (mut node_b, url_b) = cluster.spawn_process();
+    let gw_b = Gateway::new(&url_b).unwrap();
+    let mut b = in_room(&gw_b, &bob, &room).await;
+    assert_eq!(
+        next_in(&mut a, "joined", &room).await["user"],
+        bob.name.as_str()
+    );
+    a.say_in(&room, "welcome back").await.unwrap();
+    assert_eq!(texts(&mut b, 1).await, ["welcome back"]);
+    b.say_in(&room, "thanks").await.unwrap();
+    assert_eq!(texts(&mut c, 2).await, ["welcome back", "thanks"]);
+    let _ = node_b.kill();
+    let _ = node_b.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,12 +364,7 @@ async fn a_logout_on_one_node_closes_a_socket_on_another_within_100_ms() {
     let mut took = Vec::new();
     for _ in 0..100 {
         let user = cluster.gw(0).new_user("rev").await.unwrap();
-        let (mut socket, _) = cluster
-            .gw(2)
-            .connect(&user)
-            .await
-            .map(|(s, v)| (unfocused(s), v))
-            .unwrap();
+        let mut socket = open(cluster.gw(2), &user).await;
         let started = Instant::now();
         let reply = cluster
             .gw(0)
@@ -404,20 +400,8 @@ async fn a_client_reconnecting_through_another_node_recovers_exactly() {
         .unwrap();
     let reader = cluster.gw(0).new_user("reader").await.unwrap();
     let writer = cluster.gw(1).new_user("writer").await.unwrap();
-    let (mut w, _) = cluster
-        .gw(1)
-        .connect(&writer)
-        .await
-        .map(|(s, v)| (unfocused(s), v))
-        .unwrap();
-    w.subscribe(&room, None).await.unwrap();
-    let (mut r, _) = cluster
-        .gw(0)
-        .connect(&reader)
-        .await
-        .map(|(s, v)| (unfocused(s), v))
-        .unwrap();
-    r.subscribe(&room, None).await.unwrap();
+    let mut w = in_room(cluster.gw(1), &writer, &room).await;
+    let mut r = in_room(cluster.gw(0), &reader, &room).await;
     w.say_in(&room, "one").await.unwrap();
     let first = next_of(&mut r, &["message"]).await;
     let since = first["id"].as_str().unwrap().to_owned();
@@ -426,24 +410,14 @@ async fn a_client_reconnecting_through_another_node_recovers_exactly() {
         w.say_in(&room, text).await.unwrap();
     }
     // Through node 2, which never had the reader.
-    let (mut r, _) = cluster
-        .gw(2)
-        .connect(&reader)
-        .await
-        .map(|(s, v)| (unfocused(s), v))
-        .unwrap();
+    let mut r = open(cluster.gw(2), &reader).await;
     let subscribed = r.subscribe(&room, Some(&since)).await.unwrap();
     assert_eq!(subscribed["recovered"], true, "{subscribed}");
     w.say_in(&room, "five").await.unwrap();
     assert_eq!(texts(&mut r, 4).await, ["two", "three", "four", "five"]);
     r.expect_silence(Duration::from_millis(200)).await.unwrap();
     // An id of no message of the room is not recoverable.
-    let (mut r2, _) = cluster
-        .gw(1)
-        .connect(&reader)
-        .await
-        .map(|(s, v)| (unfocused(s), v))
-        .unwrap();
+    let mut r2 = open(cluster.gw(1), &reader).await;
     let subscribed = r2.subscribe(&room, Some("12345")).await.unwrap();
     assert_eq!(subscribed["recovered"], false);
 }
@@ -455,18 +429,8 @@ async fn a_redis_restart_keeps_sockets_refuses_publishing_and_heals_by_itself() 
     };
     let alice = cluster.gw(0).new_user("alice").await.unwrap();
     let bob = cluster.gw(1).new_user("bob").await.unwrap();
-    let (mut a, _) = cluster
-        .gw(0)
-        .connect(&alice)
-        .await
-        .map(|(s, v)| (unfocused(s), v))
-        .unwrap();
-    let (mut b, _) = cluster
-        .gw(1)
-        .connect(&bob)
-        .await
-        .map(|(s, v)| (unfocused(s), v))
-        .unwrap();
+    let mut a = open(cluster.gw(0), &alice).await;
+    let mut b = open(cluster.gw(1), &bob).await;
     a.focus(&[&alice.name, &bob.name]);
     b.focus(&[&alice.name, &bob.name]);
     a.say("before").await.unwrap();
@@ -513,15 +477,9 @@ async fn a_redis_restart_keeps_sockets_refuses_publishing_and_heals_by_itself() 
         .gw(1)
         .connect_since(&bob, Some(&since))
         .await
-        .map(|(s, v)| (unfocused(s), v))
         .unwrap();
     assert_eq!(ok["recovered"], false, "{ok}");
-    let (mut a, _) = cluster
-        .gw(0)
-        .connect(&alice)
-        .await
-        .map(|(s, v)| (unfocused(s), v))
-        .unwrap();
+    let mut a = open(cluster.gw(0), &alice).await;
     a.focus(&[&alice.name, &bob.name]);
     b.focus(&[&alice.name, &bob.name]);
     a.say("after").await.unwrap();
@@ -614,11 +572,7 @@ async fn behind_nginx_round_robin_sockets_land_on_every_node_and_chat_crosses() 
         .collect();
     let mut sockets = Vec::new();
     for user in &users {
-        let (mut socket, _) = gw
-            .connect(user)
-            .await
-            .map(|(s, v)| (unfocused(s), v))
-            .unwrap();
+        let mut socket = open(&gw, user).await;
         socket.focus(&users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>());
         sockets.push(socket);
     }
@@ -635,4 +589,167 @@ async fn behind_nginx_round_robin_sockets_land_on_every_node_and_chat_crosses() 
     for socket in &mut sockets[1..] {
         assert_eq!(texts(socket, 1).await, ["through nginx"]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_deletions_direct_messages_typing_and_the_server_api_cross_nodes() {
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
+    let owner = cluster.gw(0).new_user("owner").await.unwrap();
+    let member = cluster.gw(1).new_user("member").await.unwrap();
+    let room = cluster
+        .gw(0)
+        .create_room(&owner, "den", "private")
+        .await
+        .unwrap();
+    let add = format!("/api/rooms/{room}/members/{}", member.name);
+    let added = cluster
+        .gw(0)
+        .put_empty(&add, Some(&owner.token))
+        .await
+        .unwrap();
+    assert_eq!(added.status, 204, "{}", added.body);
+    let mut o = in_room(cluster.gw(0), &owner, &room).await;
+    let mut m = in_room(cluster.gw(2), &member, &room).await;
+    assert_eq!(
+        next_in(&mut o, "joined", &room).await["user"],
+        member.name.as_str()
+    );
+
+    // Typing on node 2 reaches the owner on node 0; a direct message reaches both users once.
+    m.send_json(json!({"type": "typing", "room": room}))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_in(&mut o, "typing", &room).await["user"],
+        member.name.as_str()
+    );
+    m.send_json(json!({"type": "direct", "to": owner.name, "text": "psst"}))
+        .await
+        .unwrap();
+    for socket in [&mut o, &mut m] {
+        let dm = next_of(socket, &["direct"]).await;
+        assert_eq!(
+            (dm["from"].as_str(), dm["text"].as_str()),
+            (Some(member.name.as_str()), Some("psst"))
+        );
+    }
+
+    // The server API on node 1: an event to the room, an event to a user, presence over nodes.
+    let key = Some(API_KEY);
+    let published = cluster
+        .gw(1)
+        .post(
+            "/api/server/publish",
+            json!({"room": room, "data": {"n": 1}}),
+            key,
+        )
+        .await
+        .unwrap();
+    assert_eq!(published.status, 200, "{}", published.body);
+    for socket in [&mut o, &mut m] {
+        let event = next_in(socket, "event", &room).await;
+        assert_eq!(event["id"], published.body["id"]);
+    }
+    let sent = cluster
+        .gw(1)
+        .post(
+            "/api/server/send",
+            json!({"user": owner.name, "data": "hi"}),
+            key,
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    assert_eq!(next_of(&mut o, &["event"]).await["data"], "hi");
+    let presence = cluster
+        .gw(1)
+        .get(&format!("/api/server/rooms/{room}/presence"), key)
+        .await
+        .unwrap();
+    let mut both = vec![owner.name.clone(), member.name.clone()];
+    both.sort();
+    assert_eq!(presence.body["users"], json!(both), "{}", presence.body);
+
+    // Removal on node 0 unsubscribes the member's socket on node 2 at once; the owner sees `left`.
+    let removed = cluster
+        .gw(0)
+        .delete(&add, Some(&owner.token))
+        .await
+        .unwrap();
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    let gone = next_in(&mut m, "unsubscribed", &room).await;
+    assert_eq!(gone["reason"], "removed");
+    assert_eq!(
+        next_in(&mut o, "left", &room).await["user"],
+        member.name.as_str()
+    );
+    o.say_in(&room, "members only").await.unwrap();
+    assert_eq!(texts(&mut o, 1).await, ["members only"]);
+    m.expect_silence(Duration::from_millis(300)).await.unwrap();
+
+    // Deletion on node 0 ends a subscription on node 1.
+    let mut o1 = in_room(cluster.gw(1), &owner, &room).await;
+    let deleted = cluster
+        .gw(0)
+        .delete(&format!("/api/rooms/{room}"), Some(&owner.token))
+        .await
+        .unwrap();
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert_eq!(
+        next_in(&mut o1, "unsubscribed", &room).await["reason"],
+        "deleted"
+    );
+
+    // The server API's logout-all on node 1 closes the member's socket on node 2.
+    let closed = cluster
+        .gw(1)
+        .post_empty(
+            &format!("/api/server/users/{}/logout-all", member.name),
+            key,
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.status, 204, "{}", closed.body);
+    let (code, reason) = m.expect_close(Duration::from_secs(3)).await.unwrap();
+    assert_eq!((code, reason.as_str()), (4401, "token_revoked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_redis_repairs_and_its_clients_recover_exactly() {
+    let Some(cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let owner = cluster.gw(0).new_user("cut").await.unwrap();
+    let room = cluster
+        .gw(0)
+        .create_room(&owner, "cut", "public")
+        .await
+        .unwrap();
+    let reader = cluster.gw(1).new_user("reader").await.unwrap();
+    let mut w = in_room(cluster.gw(0), &owner, &room).await;
+    let mut r = in_room(cluster.gw(1), &reader, &room).await;
+    w.say_in(&room, "one").await.unwrap();
+    let since = next_in(&mut r, "message", &room).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Redis drops every subscriber connection (as a network cut would); its data stays.
+    cluster
+        .redis
+        .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .await;
+    for socket in [&mut w, &mut r] {
+        let (code, reason) = socket.expect_close(Duration::from_secs(10)).await.unwrap();
+        assert_eq!((code, reason.as_str()), (1012, "reconnect"));
+    }
+    let mut w = in_room(cluster.gw(0), &owner, &room).await;
+    w.say_in(&room, "two").await.unwrap();
+    // The window survived: the reader recovers exactly, through the other node this time.
+    let mut r = open(cluster.gw(0), &reader).await;
+    let subscribed = r.subscribe(&room, Some(&since)).await.unwrap();
+    assert_eq!(subscribed["recovered"], true, "{subscribed}");
+    assert_eq!(texts(&mut r, 1).await, ["two"]);
+    r.expect_silence(Duration::from_millis(200)).await.unwrap();
 }

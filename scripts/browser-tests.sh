@@ -6,7 +6,8 @@
 # installs the pinned npm packages (playwright-core; React and esbuild for the React page, which
 # react.test.js builds into target/browser/react-app/ before serving it), builds the binary.
 # Idempotent; prints only the test report unless a step fails. Screenshots, the server logs and the
-# built React page land in target/browser/.
+# built React page land in target/browser/. cluster.test.js runs three nodes on its own redis-server
+# behind nginx (deploy/nginx.conf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +51,12 @@ WSGATE_BROWSER_MONGODB_URI=$(scripts/secantus.sh start "$mongo_pid")
 export WSGATE_BROWSER_MONGODB_URI
 trap 'scripts/secantus.sh stop "$mongo_pid"; rm -f "$log"' EXIT
 
+# The cluster test's Redis and nginx (it runs its own of each).
+WSGATE_TEST_REDIS_SERVER=$(scripts/cluster-tools.sh bin redis-server)
+WSGATE_TEST_NGINX=$(scripts/cluster-tools.sh bin nginx)
+export WSGATE_TEST_REDIS_SERVER WSGATE_TEST_NGINX
+
 export WSGATE_BIN="$PWD/target/debug/wsgate"
 node --test --test-reporter=spec --test-concurrency=1 --test-timeout=120000 \
   client-tests/tests/wsgate-module.test.js client-tests/tests/chat.test.js client-tests/tests/refresh.test.js \
-  client-tests/tests/rooms.test.js client-tests/tests/react.test.js
+  client-tests/tests/rooms.test.js client-tests/tests/react.test.js client-tests/tests/cluster.test.js

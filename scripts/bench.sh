@@ -16,6 +16,10 @@
 # build: for before/after comparisons), BENCH_MAX_NOISE (default 10: a run during which
 # other processes used more than this % of a core is repeated, up to 3 attempts).
 #
+# Cluster runs (cluster-*): three nodes pinned like the single server, one redis-server, SecantusDB
+# and nginx (deploy/nginx.conf) on the tool's CPU; the tool drives the nodes directly (`--nodes`) or
+# through nginx, and sums the nodes' CPU.
+#
 # Only 127.0.0.0/8 is used: the server listens on 127.0.0.1 (a free port) and the tool opens its
 # sockets from 127.0.0.1..50. Every run is bounded in count and time.
 set -euo pipefail
@@ -72,7 +76,7 @@ stop_server() {
   wsgate_stop
   server_pid=""
 }
-trap 'stop_server; [ -z "$mongo_pid" ] || scripts/secantus.sh stop "$mongo_pid"' EXIT
+trap 'stop_cluster; stop_server; [ -z "$mongo_pid" ] || scripts/secantus.sh stop "$mongo_pid"' EXIT
 
 # start_server BCRYPT_COST LOG_NAME: a fresh server with rate limits off, on a free loopback port.
 start_server() {
@@ -84,6 +88,87 @@ start_server() {
     "${WSGATE_RATE_LIMITS_OFF[@]}" "${server_env[@]}" || exit 1
   server_pid=$WSGATE_PID
   addr=$WSGATE_HOSTPORT
+}
+
+# The tool's extra arguments for the current target (a cluster's other nodes).
+target_args=()
+cluster_pids=()
+redis_pid=""
+nginx_pid=""
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# SecantusDB (a Python server) answers a burst of 64 parallel socket opens in seconds, not
+# milliseconds as MongoDB does: the runs on it give every store call 15 s, so that the setup's
+# tickets do not fail on the emulator's speed (the figures are measured after it).
+mongo_timeout_ms=15000
+
+# SecantusDB for the runs that need MongoDB (started once, on the tool's CPU).
+ensure_mongo() {
+  if [ -z "$mongo_pid" ]; then
+    scripts/secantus.sh install >/dev/null
+    mongo_pid="$out/bench-secantus.pid"
+    mongo_uri=$("${pin_bench[@]}" scripts/secantus.sh start "$mongo_pid")
+  fi
+}
+
+# start_cluster LABEL: redis-server, three nodes on it and on SecantusDB, nginx in front. Sets
+# `addr` (the first node), `server_pid` (every node, comma-separated), `nodes_args` and `front`.
+start_cluster() {
+  local label=$1 redis_port front_port dir i
+  ensure_mongo
+  redis_port=$(free_port)
+  "${pin_bench[@]}" "$(scripts/cluster-tools.sh bin redis-server)" --bind 127.0.0.1 \
+    --port "$redis_port" --save '' --appendonly no >"$out/redis-$label.log" 2>&1 &
+  redis_pid=$!
+  for i in $(seq 1 100); do
+    redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG && break
+    sleep 0.05
+  done
+  server_env=(WSGATE_MONGODB_URI="$mongo_uri" WSGATE_MONGODB_DB="bench_${label//-/_}_$$"
+    WSGATE_MONGODB_TIMEOUT_MS="$mongo_timeout_ms" WSGATE_REDIS_URL="redis://127.0.0.1:$redis_port" WSGATE_TRUSTED_PROXIES=127.0.0.1)
+  cluster_pids=()
+  local addrs=()
+  for i in 1 2 3; do
+    start_server 4 "$label-node$i"
+    cluster_pids+=("$server_pid")
+    addrs+=("$addr")
+    WSGATE_PID=""
+  done
+  server_env=()
+  addr=${addrs[0]}
+  server_pid=$(IFS=,; echo "${cluster_pids[*]}")
+  nodes_args=(--nodes "http://${addrs[1]},http://${addrs[2]}")
+  dir="$out/nginx-$label"
+  mkdir -p "$dir"
+  cp deploy/nginx.conf "$dir/nginx.conf"
+  front_port=$(free_port)
+  echo "listen 127.0.0.1:$front_port;" >"$dir/wsgate-listen.conf"
+  printf 'server %s;\n' "${addrs[@]}" >"$dir/wsgate-upstreams.conf"
+  "${pin_bench[@]}" "$(scripts/cluster-tools.sh bin nginx)" -p "$dir" -c "$dir/nginx.conf" \
+    -g 'daemon off;' >"$out/nginx-$label.log" 2>&1 &
+  nginx_pid=$!
+  front=127.0.0.1:$front_port
+  for i in $(seq 1 100); do
+    [ "$(wsgate_health "$front")" = 200 ] && break
+    sleep 0.05
+  done
+}
+
+stop_cluster() {
+  [ -z "$nginx_pid" ] || { kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; }
+  nginx_pid=""
+  local pid
+  for pid in "${cluster_pids[@]}"; do
+    WSGATE_PID=$pid
+    wsgate_stop
+  done
+  cluster_pids=()
+  [ -z "$redis_pid" ] || { kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; }
+  redis_pid=""
+  server_pid=""
 }
 
 failed=0
@@ -103,7 +188,7 @@ bench() {
   local tmp="$out/.last-run.txt"
   echo "== $label: wsgate-bench $*" | tee -a "$results"
   local status=0
-  "${pin_bench[@]}" "$bench_bin" --url "http://$addr" --server-pid "$server_pid" \
+  "${pin_bench[@]}" "$bench_bin" --url "http://$addr" --server-pid "$server_pid" "${target_args[@]}" \
     --label "$label" --close "${BENCH_CLOSE:-reply}" "${check[@]}" "$@" 2>&1 \
     | tee "$tmp" | tee -a "$results" || status=$?
   last_json=$(grep '^{' "$tmp" | tail -1 || true)
@@ -148,14 +233,49 @@ run() {
 # wire protocol; started once, on the other CPU than the server's).
 run_on_mongodb() {
   selected "$1" || return 0
-  if [ -z "$mongo_pid" ]; then
-    scripts/secantus.sh install >/dev/null
-    mongo_pid="$out/bench-secantus.pid"
-    mongo_uri=$("${pin_bench[@]}" scripts/secantus.sh start "$mongo_pid")
-  fi
-  server_env=(WSGATE_MONGODB_URI="$mongo_uri" WSGATE_MONGODB_DB="bench_$1_$$")
+  ensure_mongo
+  server_env=(WSGATE_MONGODB_URI="$mongo_uri" WSGATE_MONGODB_DB="bench_$1_$$"
+    WSGATE_MONGODB_TIMEOUT_MS="$mongo_timeout_ms")
   run "$@"
   server_env=()
+}
+
+# run_cluster LABEL VIA WORKLOAD ARGS…: a fresh cluster, one run through VIA (`direct`: the tool
+# spreads its sockets over the three nodes; `nginx`: through the front), stop. Retried like `run`.
+run_cluster() {
+  local label=$1 via=$2
+  shift 2
+  selected "$label" || return 0
+  local attempt ok
+  for attempt in 1 2 3; do
+    ok=1
+    start_cluster "$label"
+    cluster_bench "$label" "$via" "$@" || ok=0
+    stop_cluster
+    if [ "$ok" = 1 ] && noisy && [ "$attempt" -lt 3 ]; then
+      echo "-- $label: other processes used ${last_noise}% of a core during the run; again" \
+        | tee -a "$results"
+      continue
+    fi
+    break
+  done
+  if [ "$ok" != 1 ]; then
+    echo "FAIL $label" | tee -a "$results"
+    failed=1
+  fi
+  if [ -n "$last_json" ]; then echo "$last_json" >>"$jsonl"; fi
+}
+
+# cluster_bench LABEL VIA WORKLOAD ARGS…: `bench` against the current cluster.
+cluster_bench() {
+  local label=$1 via=$2 status=0
+  shift 2
+  local first=$addr
+  if [ "$via" = nginx ]; then addr=$front; target_args=(); else target_args=("${nodes_args[@]}"); fi
+  bench "$label" "$@" || status=$?
+  addr=$first
+  target_args=()
+  return "$status"
 }
 
 # smoke LABEL WORKLOAD ARGS…: one tiny run against the shared smoke server.
@@ -180,6 +300,22 @@ if [ "$mode" = smoke ]; then
   smoke smoke-idle-rooms idle --sockets 20 --hold 1 --settle 0.2 --rooms-per-socket 3
   smoke smoke-login login --workers 1 --logins 5 --max-secs 30
   stop_server
+  start_cluster smoke-cluster
+  for via in direct nginx; do
+    if ! cluster_bench "smoke-cluster-$via" "$via" fanout --sockets 30 --senders 3 --rate 20 \
+      --duration 1 --warmup 0; then
+      echo "FAIL smoke-cluster-$via" | tee -a "$results"
+      failed=1
+    fi
+    if [ -n "$last_json" ]; then echo "$last_json" >>"$jsonl"; fi
+  done
+  if ! cluster_bench smoke-cluster-handshake nginx handshake --workers 2 --cycles 3 --warmup 1 \
+    --max-secs 30; then
+    echo "FAIL smoke-cluster-handshake" | tee -a "$results"
+    failed=1
+  fi
+  if [ -n "$last_json" ]; then echo "$last_json" >>"$jsonl"; fi
+  stop_cluster
 else
   echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs," \
     "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)," \
@@ -208,6 +344,13 @@ else
   run idle-19k 4 idle --sockets 19000 --hold 10
   # The memory of a room subscription: 10,000 sockets in lobby and 10 rooms each.
   run idle-rooms 4 idle --sockets 10000 --hold 10 --rooms-per-socket 10
+  # A cluster: three nodes (pinned to the server's CPU, their CPU summed), Redis, SecantusDB and
+  # nginx on the tool's CPU. The single-node load of fanout-20 spread over the nodes (1,000
+  # sockets, 20 msg/s from 10 senders, every node holding a third of each room): most deliveries
+  # cross nodes. Compare with fanout-20-mongodb (the same store).
+  run_cluster cluster-fanout-20 direct fanout --sockets 1000 --senders 10 --rate 20 --duration 10
+  run_cluster cluster-fanout-20-nginx nginx fanout --sockets 1000 --senders 10 --rate 20 --duration 10
+  run_cluster cluster-handshake-nginx nginx handshake --workers 50 --cycles 300 --max-secs 15
   # Logins at the production cost.
   run login 12 login --workers 8 --logins 6 --max-secs 60
 fi

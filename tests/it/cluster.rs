@@ -82,9 +82,7 @@ impl Cluster {
     }
 
     /// The binary as a node of this cluster, in its own process (for `kill -9`); its address.
-    // The caller owns the child: it kills and waits for it.
-    #[allow(clippy::zombie_processes)]
-    fn spawn_process(&self) -> (Child, String) {
+    fn spawn_process(&self) -> (NodeProcess, String) {
         let file = std::env::temp_dir().join(wsgate_testkit::unique_name("node-addr"));
         let url = self.redis.url();
         let mut args = vec!["--addr", "127.0.0.1:0", "--bcrypt-cost", "4"];
@@ -110,7 +108,7 @@ impl Cluster {
             if let Ok(addr) = std::fs::read_to_string(&file) {
                 if addr.ends_with('\n') {
                     let _ = std::fs::remove_file(&file);
-                    return (child, format!("http://{}", addr.trim()));
+                    return (NodeProcess(child), format!("http://{}", addr.trim()));
                 }
             }
             if Instant::now() >= deadline {
@@ -120,6 +118,23 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// A node in its own process: SIGKILLed and reaped when dropped, so a failing test leaves none.
+struct NodeProcess(Child);
+
+impl NodeProcess {
+    /// `kill -9`, and waits for it to be gone.
+    fn kill_9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill_9();
     }
 }
 
@@ -319,9 +334,8 @@ async fn presence_spans_nodes_and_a_killed_node_is_left_within_the_timeout() {
         .await
         .unwrap();
     assert_eq!(presence.status, 200);
-    node_b.kill().unwrap();
+    node_b.kill_9();
     let killed = Instant::now();
-    let _ = node_b.wait();
     for socket in [&mut a, &mut c] {
         let left = tokio::time::timeout(
             Duration::from_secs(NODE_TIMEOUT_SECS + 2),
@@ -352,8 +366,7 @@ async fn presence_spans_nodes_and_a_killed_node_is_left_within_the_timeout() {
     assert_eq!(texts(&mut b, 1).await, ["welcome back"]);
     b.say_in(&room, "thanks").await.unwrap();
     assert_eq!(texts(&mut c, 2).await, ["welcome back", "thanks"]);
-    let _ = node_b.kill();
-    let _ = node_b.wait();
+    node_b.kill_9();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

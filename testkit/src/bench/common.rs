@@ -38,8 +38,9 @@ pub fn now_ns() -> u64 {
 pub struct Target {
     /// REST client (tickets, logins).
     pub gw: Gateway,
-    /// The server's address (always on 127.0.0.0/8).
-    pub addr: SocketAddrV4,
+    /// Every node sockets are opened on, round robin: the server above, then `--nodes` (a
+    /// cluster driven directly instead of through its load balancer).
+    nodes: Vec<(Gateway, SocketAddrV4)>,
     /// Source addresses sockets are opened from, rotating.
     sources: Vec<Ipv4Addr>,
     /// Client read buffer per socket.
@@ -52,48 +53,67 @@ impl Target {
     /// `url` must be `http://` on a loopback IPv4 address (or `localhost`); anything else is refused.
     pub fn new(
         url: &str,
+        nodes: &[String],
         source_ips: u8,
         read_buffer: usize,
         close_mode: CloseMode,
     ) -> Result<Self> {
-        let parsed = reqwest::Url::parse(url).with_context(|| format!("bad --url {url}"))?;
-        if parsed.scheme() != "http" {
-            bail!("--url must be http://127.0.0.x:PORT");
+        let addr = loopback_addr(url)?;
+        let mut all = vec![(Gateway::new(&format!("http://{addr}"))?, addr)];
+        for node in nodes {
+            let addr = loopback_addr(node)?;
+            all.push((Gateway::new(&format!("http://{addr}"))?, addr));
         }
-        let ip = match parsed.host_str() {
-            Some("localhost") => Ipv4Addr::LOCALHOST,
-            Some(host) => host
-                .parse::<Ipv4Addr>()
-                .map_err(|_| anyhow!("--url must name a loopback IPv4 address, got {url}"))?,
-            None => bail!("--url has no host: {url}"),
-        };
-        if !ip.is_loopback() {
-            bail!("wsgate-bench only loads servers on 127.0.0.0/8, got {ip}");
-        }
-        let port = parsed
-            .port_or_known_default()
-            .ok_or_else(|| anyhow!("no port in {url}"))?;
         let sources = (1..=source_ips.max(1))
             .map(|x| Ipv4Addr::new(127, 0, 0, x))
             .collect();
         Ok(Self {
-            gw: Gateway::new(&format!("http://{ip}:{port}"))?,
-            addr: SocketAddrV4::new(ip, port),
+            gw: all[0].0.clone(),
+            nodes: all,
             sources,
             read_buffer,
             close_mode,
         })
     }
 
+    /// How many nodes sockets are spread over.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// How many source addresses are in rotation.
     pub fn source_count(&self) -> usize {
         self.sources.len()
     }
+}
 
-    /// Mints a ticket for `token`; failures are classified.
-    pub async fn ticket(&self, token: &str) -> Result<String, Kind> {
-        let reply = self
-            .gw
+/// `url` as a loopback address: `http://` on 127.0.0.0/8 (or `localhost`); anything else is refused.
+fn loopback_addr(url: &str) -> Result<SocketAddrV4> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("bad --url {url}"))?;
+    if parsed.scheme() != "http" {
+        bail!("--url must be http://127.0.0.x:PORT");
+    }
+    let ip = match parsed.host_str() {
+        Some("localhost") => Ipv4Addr::LOCALHOST,
+        Some(host) => host
+            .parse::<Ipv4Addr>()
+            .map_err(|_| anyhow!("--url must name a loopback IPv4 address, got {url}"))?,
+        None => bail!("--url has no host: {url}"),
+    };
+    if !ip.is_loopback() {
+        bail!("wsgate-bench only loads servers on 127.0.0.0/8, got {ip}");
+    }
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| anyhow!("no port in {url}"))?;
+    Ok(SocketAddrV4::new(ip, port))
+}
+
+impl Target {
+    /// Mints a ticket for `token` on node `i % nodes`; failures are classified.
+    pub async fn ticket(&self, token: &str, i: usize) -> Result<String, Kind> {
+        let reply = self.nodes[i % self.nodes.len()]
+            .0
             .post_empty("/api/ws-ticket", Some(token))
             .await
             .map_err(|e| format!("ticket_request_{}", short_error(&e.to_string())))?;
@@ -103,8 +123,8 @@ impl Target {
         }
     }
 
-    /// TCP connect from source address number `i` (rotating), then the WebSocket upgrade with `ticket`
-    /// and no `Origin` header.
+    /// TCP connect from source address number `i` (rotating) to node `i % nodes`, then the
+    /// WebSocket upgrade with `ticket` and no `Origin` header.
     pub async fn upgrade(&self, ticket: &str, i: usize) -> Result<Ws, Kind> {
         let source = self.sources[i % self.sources.len()];
         let socket = TcpSocket::new_v4().map_err(|e| io_kind("socket", &e))?;
@@ -112,15 +132,16 @@ impl Target {
         socket
             .bind(SocketAddr::from((source, 0)))
             .map_err(|e| io_kind("bind", &e))?;
+        let addr = self.nodes[i % self.nodes.len()].1;
         let stream = socket
-            .connect(SocketAddr::V4(self.addr))
+            .connect(SocketAddr::V4(addr))
             .await
             .map_err(|e| io_kind("connect", &e))?;
         let _ = stream.set_nodelay(true);
         let config = WebSocketConfig::default()
             .read_buffer_size(self.read_buffer)
             .write_buffer_size(0);
-        let url = format!("ws://{}/ws?ticket={ticket}", self.addr);
+        let url = format!("ws://{addr}/ws?ticket={ticket}");
         match tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await {
             Ok((ws, _)) => Ok(ws),
             Err(WsError::Http(resp)) => {
@@ -136,9 +157,10 @@ impl Target {
         }
     }
 
-    /// Mint, upgrade, `auth`, wait for `auth_ok`: one authenticated socket.
+    /// Mint, upgrade, `auth`, wait for `auth_ok`: one authenticated socket, on node `i % nodes`
+    /// (the ticket is minted there too).
     pub async fn connect(&self, user: &User, i: usize, wait: Duration) -> Result<Ws, Kind> {
-        let ticket = self.ticket(&user.token).await?;
+        let ticket = self.ticket(&user.token, i).await?;
         let mut ws = self.upgrade(&ticket, i).await?;
         authenticate(&mut ws, &user.token, wait).await?;
         Ok(ws)
@@ -678,8 +700,9 @@ fn cpu_ticks() -> Vec<(u64, u64, u64)> {
 /// Measures one phase: wall time, the server's CPU (when its pid is known), this tool's CPU, and
 /// how busy every CPU of the machine was (to tell when something else ran during the phase).
 pub struct Meter {
-    pid: Option<u32>,
-    server: Option<ProcSample>,
+    /// Every server process (a cluster's nodes): their CPU is summed.
+    pids: Vec<u32>,
+    server: Vec<Option<ProcSample>>,
     client: Duration,
     cpus: Vec<(u64, u64, u64)>,
     t0: Instant,
@@ -700,7 +723,7 @@ pub struct Measured {
     pub method: &'static str,
     /// This tool's CPU in the phase.
     pub client_cpu: Duration,
-    /// Server memory at the end.
+    /// Server memory at the end (the first server's).
     pub server_after: Option<ProcSample>,
     /// Per CPU: busy share of the phase, percent (from /proc/stat).
     pub cpu_busy_pct: Vec<f64>,
@@ -710,11 +733,10 @@ pub struct Measured {
 
 impl Meter {
     /// Starts measuring.
-    pub fn start(pid: Option<u32>) -> Self {
-        let server = pid.and_then(|p| sample(p).ok());
+    pub fn start(pids: &[u32]) -> Self {
         Self {
-            pid,
-            server,
+            pids: pids.to_vec(),
+            server: pids.iter().map(|&p| sample(p).ok()).collect(),
             client: self_cpu(),
             cpus: cpu_ticks(),
             t0: Instant::now(),
@@ -725,34 +747,22 @@ impl Meter {
     pub fn stop(&self) -> Measured {
         let wall = self.t0.elapsed();
         let client_cpu = self_cpu().saturating_sub(self.client);
-        let after = self.pid.and_then(|p| sample(p).ok());
-        let (server_cpu_ns, method) = match (&self.server, &after) {
-            (Some(a), Some(b)) if a.clock_ns.is_some() && b.clock_ns.is_some() => (
-                Some(
-                    b.clock_ns
-                        .unwrap_or(0)
-                        .saturating_sub(a.clock_ns.unwrap_or(0)),
-                ),
-                "cpu_clock",
-            ),
-            (Some(a), Some(b)) => {
-                // schedstat is precise but forgets threads that exited; then use the tick count.
-                let kept = a.tids.iter().all(|t| b.tids.binary_search(t).is_ok());
-                if kept && b.sched_ns >= a.sched_ns {
-                    (Some(b.sched_ns - a.sched_ns), "schedstat")
-                } else {
-                    let ticks = b.stat_ticks.saturating_sub(a.stat_ticks);
-                    (Some(ticks * 1_000_000_000 / clock_ticks()), "stat")
-                }
+        let after: Vec<Option<ProcSample>> = self.pids.iter().map(|&p| sample(p).ok()).collect();
+        let mut server_cpu_ns: Option<u64> = None;
+        let mut server_user_ns: Option<u64> = None;
+        let mut method = "none";
+        for (before, after) in self.server.iter().zip(&after) {
+            let (cpu, how) = cpu_between(before, after);
+            if let Some(cpu) = cpu {
+                server_cpu_ns = Some(server_cpu_ns.unwrap_or(0) + cpu);
+                method = how;
             }
-            _ => (None, "none"),
-        };
-        let server_user_ns = match (&self.server, &after) {
-            (Some(a), Some(b)) => {
-                Some(b.user_ticks.saturating_sub(a.user_ticks) * 1_000_000_000 / clock_ticks())
+            if let (Some(a), Some(b)) = (before, after) {
+                let user =
+                    b.user_ticks.saturating_sub(a.user_ticks) * 1_000_000_000 / clock_ticks();
+                server_user_ns = Some(server_user_ns.unwrap_or(0) + user);
             }
-            _ => None,
-        };
+        }
         let cpus = cpu_ticks();
         let share = |f: &dyn Fn(&(u64, u64, u64)) -> u64| -> Vec<f64> {
             self.cpus
@@ -770,10 +780,38 @@ impl Meter {
             server_user_ns,
             method,
             client_cpu,
-            server_after: after,
+            server_after: after.into_iter().next().flatten(),
             cpu_busy_pct: share(&|c| c.0),
             cpu_softirq_pct: share(&|c| c.1),
         }
+    }
+}
+
+/// One server's CPU between two samples, and how it was read.
+fn cpu_between(
+    before: &Option<ProcSample>,
+    after: &Option<ProcSample>,
+) -> (Option<u64>, &'static str) {
+    match (before, after) {
+        (Some(a), Some(b)) if a.clock_ns.is_some() && b.clock_ns.is_some() => (
+            Some(
+                b.clock_ns
+                    .unwrap_or(0)
+                    .saturating_sub(a.clock_ns.unwrap_or(0)),
+            ),
+            "cpu_clock",
+        ),
+        (Some(a), Some(b)) => {
+            // schedstat is precise but forgets threads that exited; then use the tick count.
+            let kept = a.tids.iter().all(|t| b.tids.binary_search(t).is_ok());
+            if kept && b.sched_ns >= a.sched_ns {
+                (Some(b.sched_ns - a.sched_ns), "schedstat")
+            } else {
+                let ticks = b.stat_ticks.saturating_sub(a.stat_ticks);
+                (Some(ticks * 1_000_000_000 / clock_ticks()), "stat")
+            }
+        }
+        _ => (None, "none"),
     }
 }
 

@@ -93,7 +93,7 @@ async fn storm_loop(gw: Gateway, user: String, storm: Arc<Storm>, mut stop: watc
 }
 
 /// Runs the workload; returns the JSON figures and whether it was clean.
-pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(Value, bool)> {
+pub async fn run(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Value, bool)> {
     let n = args.sockets.max(1);
     let rooms = args.rooms;
     if rooms > 0 && n % rooms != 0 {
@@ -192,7 +192,7 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
                 failures: Failures::default(),
             });
             let (stop_storm, stop_rx) = watch::channel(false);
-            let meter = Meter::start(pid);
+            let meter = Meter::start(pids);
             let mut loops = Vec::new();
             if phase_names[phase] == "login_storm" {
                 for _ in 0..args.login_storm {

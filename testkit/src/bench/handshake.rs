@@ -50,7 +50,7 @@ struct Stats {
 async fn cycle(target: &Target, user: &User, source: usize, stats: Option<&Stats>) {
     let t0 = Instant::now();
     let opened = async {
-        let ticket = target.ticket(&user.token).await?;
+        let ticket = target.ticket(&user.token, source).await?;
         let mut ws = target.upgrade(&ticket, source).await?;
         authenticate(&mut ws, &user.token, Duration::from_secs(10)).await?;
         Ok::<_, String>(ws)
@@ -87,7 +87,7 @@ async fn cycle(target: &Target, user: &User, source: usize, stats: Option<&Stats
 }
 
 /// Runs the workload; returns the JSON figures and whether it was clean.
-pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(Value, bool)> {
+pub async fn run(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Value, bool)> {
     let workers = args.workers.max(1);
     let n_users = if args.users == 0 { workers } else { args.users };
     let users = Arc::new(make_users(&target.gw, "bh", n_users, 8).await?);
@@ -116,7 +116,7 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
         failures: Failures::default(),
     });
     let deadline = Instant::now() + Duration::from_secs_f64(args.max_secs);
-    let meter = Meter::start(pid);
+    let meter = Meter::start(pids);
     let mut tasks = Vec::new();
     for w in 0..workers {
         let (target, users, source, stats) =

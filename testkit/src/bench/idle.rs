@@ -38,7 +38,9 @@ pub struct Args {
 }
 
 /// Runs the workload; returns the JSON figures and whether it was clean.
-pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(Value, bool)> {
+pub async fn run(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Value, bool)> {
+    // Memory is one process's: the first server's.
+    let pid = pids.first().copied();
     let n = args.sockets.max(1);
     let settle = Duration::from_secs_f64(args.settle);
     let users = make_users(&target.gw, "bi", args.users.clamp(1, n), 8).await?;
@@ -79,7 +81,7 @@ pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(
     let client_rss_with = self_rss_kb();
     let tcp_with = tcp_sockstat();
 
-    let meter = Meter::start(pid);
+    let meter = Meter::start(pids);
     tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
     let hold = meter.stop();
     let dead_in_hold = shared.dead.load(Ordering::Relaxed);

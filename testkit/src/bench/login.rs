@@ -28,13 +28,13 @@ pub struct Args {
 }
 
 /// Runs the workload; returns the JSON figures and whether it was clean.
-pub async fn run(target: Arc<Target>, args: &Args, pid: Option<u32>) -> Result<(Value, bool)> {
+pub async fn run(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Value, bool)> {
     let workers = args.workers.max(1);
     let users = make_users(&target.gw, "bl", workers, 4).await?;
     let hist = Arc::new(Mutex::new(histogram()));
     let failures = Arc::new(Failures::default());
     let deadline = Instant::now() + Duration::from_secs_f64(args.max_secs);
-    let meter = Meter::start(pid);
+    let meter = Meter::start(pids);
     let mut tasks = Vec::new();
     for user in users.iter().map(|u| u.name.clone()) {
         let (gw, hist, failures) = (target.gw.clone(), hist.clone(), failures.clone());

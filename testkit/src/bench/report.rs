@@ -195,6 +195,27 @@ fn targets(label: &str, run: &Value) -> Vec<(String, String, Option<bool>)> {
                 Some(clean),
             )]
         }
+        "cluster-fanout-20" | "cluster-fanout-20-nginx" => {
+            let p99 = num(&phase(run, "quiet")["latency_ms"]["p99"]);
+            let how = if label.ends_with("nginx") {
+                "through nginx"
+            } else {
+                "directly"
+            };
+            vec![(
+                format!("3 nodes {how}, 1,000 sockets × 20 msg/s: cross-node p99 < 10 ms"),
+                f(p99, 2) + " ms",
+                lt(p99, 10.0),
+            )]
+        }
+        "cluster-handshake-nginx" => {
+            let rate = num(&run["handshakes_per_s"]);
+            vec![(
+                "3 nodes through nginx: handshakes/s at 50 workers (no target)".into(),
+                f(rate, 0) + "/s",
+                None,
+            )]
+        }
         _ => Vec::new(),
     }
 }
@@ -254,6 +275,16 @@ fn paired_targets(runs: &[Value]) -> Vec<(String, String, Option<bool>)> {
             "each extra room subscription ≤ 256 B".into(),
             f(extra, 0) + " B",
             extra.map(|b| b <= 256.0),
+        ));
+    }
+    if let (Some(cluster), Some(single)) = (by("cluster-fanout-20"), by("fanout-20-mongodb")) {
+        let key = "server_cpu_us_per_delivery";
+        let (a, b) = (quiet(cluster, key), quiet(single, key));
+        let r = ratio(a, b);
+        rows.push((
+            "3 nodes: CPU/delivery summed over nodes ≤ 1.5× one node (both on MongoDB)".into(),
+            format!("{} vs {} µs = {}×", f(a, 2), f(b, 2), f(r, 2)),
+            r.map(|r| r <= 1.5),
         ));
     }
     if let (Some(memory), Some(mongo)) = (by("fanout-20"), by("fanout-20-mongodb")) {

@@ -42,9 +42,14 @@ struct Cli {
     /// The server (loopback only), e.g. http://127.0.0.1:8080.
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// The server's pid: read its CPU time and RSS from /proc.
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    /// The server's pid: read its CPU time and RSS from /proc. Several, comma-separated (a
+    /// cluster's nodes): their CPU is summed.
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// More nodes of a cluster, comma-separated URLs: sockets are opened on `--url` and these in
+    /// turn (round robin), to drive a cluster directly rather than through its load balancer.
+    #[arg(long, global = true, value_delimiter = ',')]
+    nodes: Vec<String>,
     /// Open sockets from 127.0.0.1 ..= 127.0.0.N, rotating.
     #[arg(long, global = true, default_value_t = 50)]
     source_ips: u8,
@@ -121,14 +126,15 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let target = Arc::new(common::Target::new(
             &cli.url,
+            &cli.nodes,
             cli.source_ips,
             cli.read_buffer,
             cli.close,
         )?);
-        if let Some(pid) = cli.server_pid {
+        for &pid in &cli.server_pid {
             common::sample(pid)?;
         }
-        let pid = cli.server_pid;
+        let pid = cli.server_pid.as_slice();
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -152,6 +158,7 @@ fn main() -> ExitCode {
             "rss_kb_end": common::self_rss_kb(),
         });
         json["server_pid"] = json!(pid);
+        json["nodes"] = json!(target.node_count());
         anyhow::Ok((json, clean))
     });
     // Socket tasks still closing must not hold the process.

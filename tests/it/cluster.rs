@@ -94,28 +94,26 @@ impl Cluster {
                 cmd.env_remove(key);
             }
         }
-        let mut child = cmd
-            .args(&args)
-            .arg("--addr-file")
-            .arg(&file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("wsgate starts");
+        let node = NodeProcess(
+            cmd.args(&args)
+                .arg("--addr-file")
+                .arg(&file)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("wsgate starts"),
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(addr) = std::fs::read_to_string(&file) {
                 if addr.ends_with('\n') {
                     let _ = std::fs::remove_file(&file);
-                    return (NodeProcess(child), format!("http://{}", addr.trim()));
+                    return (node, format!("http://{}", addr.trim()));
                 }
             }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the node did not start");
-            }
+            // Dropping `node` on the way out kills it.
+            assert!(Instant::now() < deadline, "the node did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -123,8 +123,9 @@ start_cluster() {
   "${pin_bench[@]}" "$(scripts/cluster-tools.sh bin redis-server)" --bind 127.0.0.1 \
     --port "$redis_port" --save '' --appendonly no >"$out/redis-$label.log" 2>&1 &
   redis_pid=$!
-  for i in $(seq 1 100); do
+  for i in $(seq 1 101); do
     redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG && break
+    [ "$i" -lt 101 ] || { echo "redis-server did not start:" >&2; cat "$out/redis-$label.log" >&2; exit 1; }
     sleep 0.05
   done
   server_env=(WSGATE_MONGODB_URI="$mongo_uri" WSGATE_MONGODB_DB="bench_${label//-/_}_$$"
@@ -141,8 +142,9 @@ start_cluster() {
   addr=${addrs[0]}
   server_pid=$(IFS=,; echo "${cluster_pids[*]}")
   nodes_args=(--nodes "http://${addrs[1]},http://${addrs[2]}")
-  dir="$out/nginx-$label"
-  mkdir -p "$dir"
+  # nginx resolves a relative -c against its -p: both absolute.
+  mkdir -p "$out/nginx-$label"
+  dir=$(cd "$out/nginx-$label" && pwd)
   cp deploy/nginx.conf "$dir/nginx.conf"
   front_port=$(free_port)
   echo "listen 127.0.0.1:$front_port;" >"$dir/wsgate-listen.conf"
@@ -151,8 +153,9 @@ start_cluster() {
     -g 'daemon off;' >"$out/nginx-$label.log" 2>&1 &
   nginx_pid=$!
   front=127.0.0.1:$front_port
-  for i in $(seq 1 100); do
+  for i in $(seq 1 101); do
     [ "$(wsgate_health "$front")" = 200 ] && break
+    [ "$i" -lt 101 ] || { echo "nginx did not come up:" >&2; cat "$out/nginx-$label.log" >&2; exit 1; }
     sleep 0.05
   done
 }

@@ -44,6 +44,10 @@ const NODES: &str = "wsgate:nodes";
 /// Frames Redis delivered that the dispatcher has not applied yet; past it the node counts its
 /// stream as lost (see the module doc), never buffering without limit.
 const INBOUND_QUEUE: usize = 65_536;
+/// A recovery's replay travels in one pub/sub message; past this many bytes of frames the answer
+/// is `recovered: false` (the client reads the history), far below Redis's default 32 MiB
+/// output-buffer limit for subscribers.
+const MAX_REPLAY_BYTES: usize = 4 * 1024 * 1024;
 /// How long a subscription waits for its answer through the channel.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Redis command and connection timeouts: a request fails `unavailable` rather than hang.
@@ -99,7 +103,11 @@ struct Inner {
     pending: Mutex<HashMap<u64, Pending>>,
     next_token: AtomicU64,
     /// The stream of frames may have a gap (a dropped connection, an overflow) not yet repaired.
+    /// While it is set, no frame is delivered to a socket: a socket's last id stays before the gap,
+    /// so its `since` after the repair recovers exactly.
     lost: AtomicBool,
+    /// Losses so far: a repair clears `lost` only if none happened while it ran.
+    losses: AtomicU64,
     /// The last heartbeat reached Redis.
     reachable: AtomicBool,
     overflowed: Arc<AtomicBool>,
@@ -197,6 +205,7 @@ impl Cluster {
             pending: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             lost: AtomicBool::new(false),
+            losses: AtomicU64::new(0),
             reachable: AtomicBool::new(false),
             overflowed,
             scripts: Scripts {
@@ -218,6 +227,14 @@ impl Cluster {
         tokio::spawn(cluster.clone().beat(shutdown));
         tracing::info!(node = %cluster.node(), "joined the cluster");
         Ok(cluster)
+    }
+
+    /// The stream may have a gap from here on: stop delivering, and repair at the next heartbeat.
+    fn mark_lost(&self, why: &str) {
+        self.inner.losses.fetch_add(1, Ordering::SeqCst);
+        if !self.inner.lost.swap(true, Ordering::SeqCst) {
+            tracing::warn!(why, "the cluster stream may have a gap: repairing");
+        }
     }
 
     /// This node's hub.
@@ -273,7 +290,8 @@ impl Cluster {
                 Err(_) => break,
             }
         }
-        self.inner.hub.leave(conn);
+        // Whatever was applied meanwhile comes off the presence again.
+        self.leave(conn);
         Err(ClusterError::Unavailable(
             "the cluster did not answer".into(),
         ))
@@ -295,8 +313,8 @@ impl Cluster {
             if let Err(err) = cluster.leave_rooms(&user, &rooms).await {
                 // The cluster's presence is now wrong about this node: repair it (a new
                 // generation buries the old one's share, see the module doc).
-                tracing::warn!(%err, "presence update lost: repairing");
-                cluster.inner.lost.store(true, Ordering::SeqCst);
+                tracing::warn!(%err, "presence update lost");
+                cluster.mark_lost("a presence update was lost");
             }
         });
     }
@@ -390,21 +408,30 @@ impl Cluster {
             .arg(since_given.unwrap_or(""))
             .arg(if prepared.replay_allowed { "1" } else { "0" })
             .arg(age_ms)
-            .arg(&*node);
+            .arg(&*node)
+            .arg(MAX_REPLAY_BYTES);
         let sent: Result<i64, _> = bounded(call.invoke_async(&mut self.conn())).await;
         if let Err(err) = sent {
             self.forget(token);
-            if err.to_string().contains("NODE") {
-                self.inner.lost.store(true, Ordering::SeqCst);
+            // Refused for an id that is still ours: we were buried. An older id: a repair
+            // already replaced it (and will ask this socket to reconnect).
+            if err.to_string().contains("NODE") && *self.node() == *node {
+                self.mark_lost("this node is not registered");
             }
             return Err(SubscribeError::Unavailable);
         }
-        match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+        let mut answer = answer;
+        match tokio::time::timeout(ANSWER_TIMEOUT, &mut answer).await {
             Ok(Ok(result)) => result,
-            _ => {
-                // The answer may still come: the dispatcher then finds no waiter and undoes it.
-                self.forget(token);
-                Err(SubscribeError::Unavailable)
+            Ok(Err(_)) => Err(SubscribeError::Unavailable),
+            Err(_) => {
+                if self.forget(token).is_some() {
+                    // Not answered: if the answer still comes, the dispatcher finds no waiter
+                    // and takes the subscription off the presence again.
+                    return Err(SubscribeError::Unavailable);
+                }
+                // The dispatcher is applying it right now: its reply is on the way.
+                answer.await.unwrap_or(Err(SubscribeError::Unavailable))
             }
         }
     }
@@ -489,8 +516,9 @@ impl Cluster {
     }
 
     /// Closes the sockets of a revoked token or session, or of a user, on every node. This node's
-    /// are closed at once; returns how many.
-    pub async fn kick(&self, what: Target<'_>, kick: Kick) -> Result<usize, ClusterError> {
+    /// are closed at once; returns how many. The other nodes are told until they hear it (see
+    /// `until_sent`).
+    pub async fn kick(&self, what: Target<'_>, kick: Kick) -> usize {
         let closed = apply_kick(&self.inner.hub, &what, kick);
         let kind = match kick {
             Kick::Revoked => 'R',
@@ -501,22 +529,74 @@ impl Cluster {
             Target::Session(sid) => ('s', sid),
             Target::User(user) => ('u', user),
         };
-        self.broadcast(format!("k\x1f{kind}\x1f{target}\x1f{value}"))
-            .await?;
-        Ok(closed)
+        self.publish_until_sent("kick", format!("k\x1f{kind}\x1f{target}\x1f{value}"))
+            .await;
+        closed
     }
 
-    /// A member was removed: every node unsubscribes the user's sockets from the room.
-    pub async fn remove_member(&self, room: &str, user: &str) -> Result<(), ClusterError> {
+    /// A member was removed: every node unsubscribes the user's sockets from the room (this
+    /// node's at once; the others until they hear it).
+    pub async fn remove_member(&self, room: &str, user: &str) {
         self.removed(room, user);
-        self.broadcast(format!("r\x1f{room}\x1f{user}")).await
+        self.publish_until_sent("member removal", format!("r\x1f{room}\x1f{user}"))
+            .await;
+    }
+
+    /// Publishes on the bus now, or (when Redis does not answer) again in the background until it
+    /// does: a removal or a close that never reaches the other nodes would leave sockets reading
+    /// what they may no longer read.
+    async fn publish_until_sent(&self, what: &'static str, payload: String) {
+        if let Err(err) = self.broadcast(payload.clone()).await {
+            tracing::warn!(%err, what, "not sent to the other nodes yet: retrying");
+            self.until_sent(what, move |cluster| {
+                let payload = payload.clone();
+                async move { cluster.broadcast(payload).await }
+            });
+        }
+    }
+
+    /// Retries `attempt` with backoff (0.2 s doubling to 10 s) for about five minutes.
+    fn until_sent<F, Fut>(&self, what: &'static str, attempt: F)
+    where
+        F: Fn(Cluster) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), ClusterError>> + Send,
+    {
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(200);
+            for _ in 0..40 {
+                tokio::time::sleep(delay).await;
+                if attempt(cluster.clone()).await.is_ok() {
+                    tracing::info!(what, "sent to the other nodes after a retry");
+                    return;
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            tracing::error!(what, "never reached the other nodes");
+        });
     }
 
     /// A room was deleted: its window goes, every node ends its subscriptions.
-    pub async fn delete_room(&self, room: &str) -> Result<(), ClusterError> {
+    /// The window goes and `x` is on the bus before this node takes its subscriptions off the
+    /// presence: the `left` those leaves may publish reach no node that still has the room.
+    pub async fn delete_room(&self, room: &str) {
+        let sent = self.send_deletion(room.to_owned()).await;
+        // Whoever takes the room out of the hub first (this call, or the dispatcher applying `x`)
+        // takes its subscriptions off the presence, once.
         self.deleted(room);
+        if let Err(err) = sent {
+            tracing::warn!(%err, "room deletion not sent to the other nodes yet: retrying");
+            let room = room.to_owned();
+            self.until_sent("room deletion", move |cluster| {
+                let room = room.clone();
+                async move { cluster.send_deletion(room).await }
+            });
+        }
+    }
+
+    async fn send_deletion(&self, room: String) -> Result<(), ClusterError> {
         let mut call = self.inner.scripts.delete_room.prepare_invoke();
-        call.key(format!("wsgate:win:{room}")).key(BUS).arg(room);
+        call.key(format!("wsgate:win:{room}")).key(BUS).arg(&room);
         let _: i64 = bounded(call.invoke_async(&mut self.conn())).await?;
         Ok(())
     }
@@ -570,21 +650,25 @@ impl Cluster {
         let mut call = self.inner.scripts.heartbeat.prepare_invoke();
         call.key(NODES)
             .arg(&*node)
-            .arg(dead_after.as_millis() as u64);
+            .arg(dead_after.as_millis() as u64)
+            .arg(if first { "1" } else { "0" });
         let out: Vec<Value> = bounded(call.invoke_async(&mut self.conn())).await?;
         self.inner.reachable.store(true, Ordering::SeqCst);
         let had = matches!(out.first(), Some(Value::Int(1)));
         if !had && !first {
-            tracing::warn!("this node was declared dead: rejoining");
-            self.inner.lost.store(true, Ordering::SeqCst);
+            self.mark_lost("this node was declared dead");
         }
+        // Burials in tasks of their own: this node's next heartbeat never waits for them.
         for dead in out.iter().skip(1) {
             if let Ok(dead) = redis::from_redis_value_ref::<String>(dead) {
-                if let Ok(n) = self.bury(&dead).await {
-                    if n >= 0 {
-                        tracing::warn!(node = %dead, entries = n, "buried a dead node");
+                let cluster = self.clone();
+                tokio::spawn(async move {
+                    if let Ok(n) = cluster.bury(&dead).await {
+                        if n >= 0 {
+                            tracing::warn!(node = %dead, entries = n, "buried a dead node");
+                        }
                     }
-                }
+                });
             }
         }
         Ok(())
@@ -608,10 +692,6 @@ impl Cluster {
                 _ = ticker.tick() => {}
                 _ = shutdown.cancelled() => return,
             }
-            if self.inner.overflowed.swap(false, Ordering::SeqCst) {
-                tracing::warn!("the node fell behind the cluster's stream: repairing");
-                self.inner.lost.store(true, Ordering::SeqCst);
-            }
             match self.heartbeat(false).await {
                 Ok(()) if self.inner.lost.load(Ordering::SeqCst) => {
                     if let Err(err) = self.repair().await {
@@ -631,15 +711,19 @@ impl Cluster {
     /// After a possible gap: listen again, start a new generation, bury the old one, and ask
     /// every local socket to reconnect and recover (see the module doc).
     async fn repair(&self) -> Result<(), ClusterError> {
+        let losses = self.inner.losses.load(Ordering::SeqCst);
         self.listen().await?;
         let old = self.node();
         let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let new: Arc<str> = format!("{}-{generation}", self.inner.process).into();
         *self.inner.node.lock().unwrap_or_else(|p| p.into_inner()) = new;
         self.heartbeat(true).await?;
-        self.inner.lost.store(false, Ordering::SeqCst);
+        // Kicked before delivery resumes: a kick goes before any frame still queued.
         let asked = self.inner.hub.kick_all(Kick::Reconnect);
         let _ = self.bury(&old).await;
+        if self.inner.losses.load(Ordering::SeqCst) == losses {
+            self.inner.lost.store(false, Ordering::SeqCst);
+        }
         tracing::warn!(
             sockets = asked,
             "cluster stream repaired: sockets asked to reconnect and recover"
@@ -673,11 +757,12 @@ impl Cluster {
                 }
                 PushKind::Disconnection => {
                     self.inner.reachable.store(false, Ordering::SeqCst);
-                    if !self.inner.lost.swap(true, Ordering::SeqCst) {
-                        tracing::error!("lost the connection to redis");
-                    }
+                    self.mark_lost("lost the connection to redis");
                 }
                 _ => {}
+            }
+            if self.inner.overflowed.swap(false, Ordering::SeqCst) {
+                self.mark_lost("the node fell behind the cluster's stream");
             }
         }
     }
@@ -689,6 +774,12 @@ impl Cluster {
             return;
         };
         let hub = &self.inner.hub;
+        // Deliveries wait for the repair (see `lost`); closes, removals and answers never do.
+        if self.inner.lost.load(Ordering::SeqCst)
+            && matches!(kind, "m" | "j" | "l" | "t" | "d" | "e")
+        {
+            return;
+        }
         match kind {
             "m" => {
                 let [room, id, frame] = split3(rest);

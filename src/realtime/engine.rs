@@ -237,12 +237,7 @@ impl Engine {
             Engine::Local(hub) => {
                 hub.remove_member(room, user);
             }
-            Engine::Cluster(cluster) => {
-                if let Err(err) = cluster.remove_member(room, user).await {
-                    // This node's sockets are out; the others' follow their next membership check.
-                    tracing::warn!(%err, "member removal not sent to the other nodes");
-                }
-            }
+            Engine::Cluster(cluster) => cluster.remove_member(room, user).await,
         }
     }
 
@@ -252,11 +247,7 @@ impl Engine {
             Engine::Local(hub) => {
                 hub.delete_room(room);
             }
-            Engine::Cluster(cluster) => {
-                if let Err(err) = cluster.delete_room(room).await {
-                    tracing::warn!(%err, "room deletion not sent to the other nodes");
-                }
-            }
+            Engine::Cluster(cluster) => cluster.delete_room(room).await,
         }
     }
 
@@ -264,7 +255,7 @@ impl Engine {
     pub async fn kick(&self, what: &Revoked, kick: Kick) -> usize {
         match self {
             Engine::Local(hub) => hub.kick(what, kick),
-            Engine::Cluster(cluster) => Self::cluster_kick(cluster, what.into(), kick).await,
+            Engine::Cluster(cluster) => cluster.kick(what.into(), kick).await,
         }
     }
 
@@ -272,18 +263,7 @@ impl Engine {
     pub async fn kick_user(&self, user: &str, kick: Kick) -> usize {
         match self {
             Engine::Local(hub) => hub.kick_user(user, kick),
-            Engine::Cluster(cluster) => Self::cluster_kick(cluster, Target::User(user), kick).await,
-        }
-    }
-
-    async fn cluster_kick(cluster: &Cluster, what: Target<'_>, kick: Kick) -> usize {
-        match cluster.kick(what, kick).await {
-            Ok(closed) => closed,
-            Err(err) => {
-                // The other nodes still apply revocations from the store's feed.
-                tracing::warn!(%err, "revocation not sent to the other nodes");
-                0
-            }
+            Engine::Cluster(cluster) => cluster.kick(Target::User(user), kick).await,
         }
     }
 

@@ -85,7 +85,8 @@ return {ids, mss}
 /// and the answer on the node's own channel, after everything published before it: the snapshot,
 /// the room's last id, and the recovery. Refused with `NODE` when the node is not registered.
 /// KEYS: pu, np, win, bus, node channel, nodes.
-/// ARGV: room, user, token, conn, since ('' for none), replay allowed ('1'/'0'), age ms, node.
+/// ARGV: room, user, token, conn, since ('' for none), replay allowed ('1'/'0'), age ms, node,
+/// most bytes of frames a replay may carry.
 pub const SUBSCRIBE: &str = lua!(
     r#"
 if not redis.call('ZSCORE', KEYS[6], ARGV[8]) then
@@ -112,8 +113,14 @@ if ARGV[5] ~= '' then
       if #after == 0 then
         rec = '1'
       elseif ARGV[6] == '1' then
-        rec = '1'
-        for i, e in ipairs(after) do replay[i] = e[2][2] end
+        -- The answer travels as one pub/sub message: past ARGV[9] bytes, the client reads the
+        -- history instead (Redis cuts a subscriber whose output buffer overflows).
+        local bytes = 0
+        for i, e in ipairs(after) do
+          bytes = bytes + #e[2][2]
+          replay[i] = e[2][2]
+        end
+        if bytes <= tonumber(ARGV[9]) then rec = '1' else replay = {} end
       end
     end
   end
@@ -163,12 +170,15 @@ return 1
 "#
 );
 
-/// Renews a node's heartbeat. Returns `{was registered 1/0, dead nodes...}`.
-/// KEYS: nodes. ARGV: node, ms until it counts as dead.
+/// Renews a node's heartbeat (registers it when ARGV[3] is '1'). Returns `{was registered 1/0,
+/// dead nodes...}`. KEYS: nodes. ARGV: node, ms until it counts as dead, first ('1'/'0').
 pub const HEARTBEAT: &str = lua!(
     r#"
 local ms = now_ms()
 local had = redis.call('ZSCORE', KEYS[1], ARGV[1])
+-- A node that was buried is not registered again under the same id: it must repair (and come
+-- back as a new generation), even when the reply that said so was lost.
+if not had and ARGV[3] ~= '1' then return {0} end
 redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
 local out = {had and 1 or 0}
 for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ms)) do

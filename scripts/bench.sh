@@ -45,12 +45,10 @@ results="$out/results.txt"
 
 if [ "$mode" = smoke ]; then
   profile=debug
-  cargo build --quiet --bin wsgate
-  cargo build --quiet -p wsgate-testkit --bin wsgate-bench
+  cargo build --quiet --workspace --bins
 else
   profile=release
-  cargo build --release --quiet --bin wsgate
-  cargo build --release --quiet -p wsgate-testkit --bin wsgate-bench
+  cargo build --release --quiet --workspace --bins
 fi
 # BENCH_SERVER: another server binary (a before/after comparison); the tool is always this tree's.
 server_bin="${BENCH_SERVER:-target/$profile/wsgate}"

@@ -41,7 +41,7 @@ fi
 # Exactly the locked versions; --prefer-offline reuses npm's cache when it already holds them.
 quietly npm ci --prefix client-tests --prefer-offline --no-audit --no-fund
 # The debug binary, as scripts/run-scenarios-against-binary.sh builds it: one build serves both.
-quietly cargo build --quiet --bin wsgate
+quietly cargo build --quiet --workspace --bins
 
 # A MongoDB-wire-protocol server, so that accounts survive the restart test (see chat.test.js).
 quietly scripts/secantus.sh install

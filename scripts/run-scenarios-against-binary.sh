@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet --bin wsgate
+# Every binary in one build with one feature set: per-binary builds resolved features differently and
+# rebuilt tokio and everything above it once per set.
+cargo build --quiet --workspace --bins
 source scripts/lib/wsgate.sh
 log=$(mktemp)
 trap 'wsgate_stop; rm -f "$log"' EXIT

@@ -14,5 +14,5 @@
 # setting to lower. The server's message rate limit must be on (flood_rate_limited expects a 4429).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet -p wsgate-testkit --bin wsgate-scenarios
+cargo build --quiet --workspace --bins
 exec ./target/debug/wsgate-scenarios "$@"

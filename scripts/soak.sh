@@ -31,8 +31,7 @@ secs=$((minutes * 60))
 out=target/soak
 mkdir -p "$out"
 
-cargo build --release --quiet --bin wsgate
-cargo build --release --quiet -p wsgate-testkit --bin wsgate-bench
+cargo build --release --quiet --workspace --bins
 server_bin=target/release/wsgate
 bench_bin=target/release/wsgate-bench
 

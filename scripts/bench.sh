@@ -5,11 +5,15 @@
 #                                    tool to CPU 1, a fresh server per workload; prints the tables,
 #                                    the JSON lines and a summary against the targets
 #   scripts/bench.sh --only a,b      only the runs with these labels (see the list below)
+#   scripts/bench.sh --repeat N      each run N times, a fresh server each time (default 3: the report
+#                                    gives the median and the spread; --repeat 1 for a quick look)
 #   scripts/bench.sh --smoke         every workload tiny, debug builds, no pinning, one server:
 #                                    correctness only (never timed); exits non-zero on any failure
 #
 # Output goes to target/bench/ (or --out DIR): results.txt (everything the tool printed),
-# results.jsonl (one JSON line per run), server-LABEL.log (each server's log).
+# results.jsonl (one JSON line per run), server-LABEL.log (each server's log), charts/*.svg (the
+# cost curves, drawn by `wsgate-bench chart`). A full standard set (no --only) also writes the
+# charts to docs/bench/, stamped with the machine and the commit.
 # Environment: BENCH_CLOSE=reply|send (how the tool closes sockets, default reply: wait for the
 # server's close frame as RFC 6455 clients do), BENCH_PIN=0 (no taskset), BENCH_RUST_LOG (server log
 # filter, default info), BENCH_SERVER (the server binary to measure, default this tree's release
@@ -28,17 +32,20 @@ cd "$(dirname "$0")/.."
 mode=full
 out=target/bench
 only=""
+repeat=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) mode=smoke ;;
     --out) out=$2; shift ;;
     --only) only=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --repeat) repeat=$2; shift ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 
+[[ "$repeat" =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --repeat takes a positive number, got $repeat" >&2; exit 2; }
 mkdir -p "$out"
 results="$out/results.txt"
 : >"$results"
@@ -204,9 +211,15 @@ noisy() {
 
 selected() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 
-# run LABEL BCRYPT_COST WORKLOAD ARGS…: a fresh server, one run, stop. A run disturbed by other
-# processes (see `noisy`) is repeated, up to 3 attempts; the last attempt's figures are kept.
+# run LABEL BCRYPT_COST WORKLOAD ARGS…: `--repeat` times a fresh server, one run, stop.
 run() {
+  local rep
+  for rep in $(seq 1 "$repeat"); do run_once "$@"; done
+}
+
+# run_once LABEL BCRYPT_COST WORKLOAD ARGS…: a fresh server, one run, stop. A run disturbed by
+# other processes (see `noisy`) is repeated, up to 3 attempts; the last attempt's figures are kept.
+run_once() {
   local label=$1 cost=$2
   shift 2
   selected "$label" || return 0
@@ -241,9 +254,15 @@ run_on_mongodb() {
   server_env=()
 }
 
-# run_cluster LABEL VIA WORKLOAD ARGS…: a fresh cluster, one run through VIA (`direct`: the tool
-# spreads its sockets over the three nodes; `nginx`: through the front), stop. Retried like `run`.
+# run_cluster LABEL VIA WORKLOAD ARGS…: `--repeat` times a fresh cluster, one run through VIA
+# (`direct`: the tool spreads its sockets over the three nodes; `nginx`: through the front), stop.
+# Retried like `run_once`.
 run_cluster() {
+  local rep
+  for rep in $(seq 1 "$repeat"); do run_cluster_once "$@"; done
+}
+
+run_cluster_once() {
   local label=$1 via=$2
   shift 2
   selected "$label" || return 0
@@ -299,6 +318,7 @@ if [ "$mode" = smoke ]; then
     --warmup 0 --idle-sockets 10
   smoke smoke-idle idle --sockets 20 --hold 1 --settle 0.2
   smoke smoke-idle-rooms idle --sockets 20 --hold 1 --settle 0.2 --rooms-per-socket 3
+  smoke smoke-idle-pending idle --sockets 20 --hold 1 --settle 0.2 --pending
   smoke smoke-login login --workers 1 --logins 5 --max-secs 30
   stop_server
   start_cluster smoke-cluster
@@ -322,13 +342,22 @@ else
     "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)," \
     "open files $(ulimit -Hn)" | tee -a "$results"
   echo "pinning: server ${pin_server[*]:-none}, tool ${pin_bench[*]:-none}" | tee -a "$results"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), repeat $repeat" | tee -a "$results"
   # Handshakes: 50 workers, ~10 s. `reply` closes as browsers do; `send` does not wait for the
   # server's close frame, so it shows handshake capacity even when close replies are slow.
   run handshake 4 handshake --workers 50 --cycles 700 --max-secs 15
   run handshake-send 4 handshake --workers 50 --cycles 700 --max-secs 15 --close send
+  # Chart: handshake latency against concurrency (50 workers is `handshake`).
+  for workers in 10 25 100; do
+    run "handshake-workers-$workers" 4 handshake --workers "$workers" --cycles $((35000 / workers)) --max-secs 15
+  done
   # Fan-out: 1,000 sockets, full rate (window-bound), then 20 messages/s in total (20,000 deliveries/s).
   run fanout-full 4 fanout --sockets 1000 --senders 10 --window 4 --duration 10
   run fanout-20 4 fanout --sockets 1000 --senders 10 --rate 20 --duration 10
+  # Chart: CPU per delivery against rate (20 msg/s is `fanout-20`).
+  for rate in 5 10 40 80; do
+    run "fanout-rate-$rate" 4 fanout --sockets 1000 --senders 10 --rate "$rate" --duration 10
+  done
   # The same with the history written to MongoDB (SecantusDB) instead of the embedded store.
   run_on_mongodb fanout-20-mongodb 4 fanout --sockets 1000 --senders 10 --rate 20 --duration 10
   # The same at bcrypt cost 12: a quiet phase, then one with 8 login loops.
@@ -340,9 +369,19 @@ else
   run rooms-small 4 fanout --sockets 10000 --rooms 1000 --rate 1000 --duration 10
   run rooms-big 4 fanout --sockets 1000 --rooms 1 --senders 10 --rate 10 --duration 10 \
     --idle-sockets 9000
-  # Idle memory: a fresh server per size.
+  # Chart: CPU per delivery against room size, 10,000 sockets and 10,000 deliveries/s throughout
+  # (rooms of 10 are `rooms-small`).
+  run rooms-size-100 4 fanout --sockets 10000 --rooms 100 --rate 100 --duration 10
+  run rooms-size-1000 4 fanout --sockets 10000 --rooms 10 --rate 10 --duration 10
+  # Idle memory: a fresh server per size (the chart of RSS against sockets).
+  run idle-1k 4 idle --sockets 1000 --hold 10
+  run idle-5k 4 idle --sockets 5000 --hold 10
   run idle-10k 4 idle --sockets 10000 --hold 10
   run idle-19k 4 idle --sockets 19000 --hold 10
+  # A PENDING socket (upgraded, never authenticated): the auth timeout outlasts the run.
+  server_env=(WSGATE_AUTH_TIMEOUT_MS=300000)
+  run idle-pending-10k 4 idle --sockets 10000 --hold 10 --pending
+  server_env=()
   # The memory of a room subscription: 10,000 sockets in lobby and 10 rooms each.
   run idle-rooms 4 idle --sockets 10000 --hold 10 --rooms-per-socket 10
   # A cluster: three nodes (pinned to the server's CPU, their CPU summed), Redis, SecantusDB and
@@ -350,6 +389,10 @@ else
   # sockets, 20 msg/s from 10 senders, every node holding a third of each room): most deliveries
   # cross nodes. Compare with fanout-20-mongodb (the same store).
   run_cluster cluster-fanout-20 direct fanout --sockets 1000 --senders 10 --rate 20 --duration 10
+  # Chart: cross-node latency against load (20 msg/s is `cluster-fanout-20`).
+  for rate in 5 10 40; do
+    run_cluster "cluster-fanout-rate-$rate" direct fanout --sockets 1000 --senders 10 --rate "$rate" --duration 10
+  done
   run_cluster cluster-fanout-20-nginx nginx fanout --sockets 1000 --senders 10 --rate 20 --duration 10
   run_cluster cluster-handshake-nginx nginx handshake --workers 50 --cycles 300 --max-secs 15
   # Logins at the production cost.
@@ -358,6 +401,15 @@ fi
 
 echo
 "$bench_bin" report "$jsonl" | tee -a "$results"
+machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs, $(uname -r)"
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
+"$bench_bin" chart "$jsonl" --out "$out/charts" \
+  --footnote "scripts/bench.sh, $mode, repeat $repeat: $machine; commit $commit; $(date -u +%F)" | tee -a "$results"
+if [ "$mode" = full ] && [ -z "$only" ] && [ "$failed" = 0 ]; then
+  mkdir -p docs/bench
+  cp "$out"/charts/*.svg docs/bench/
+  echo "charts copied to docs/bench/" | tee -a "$results"
+fi
 echo
 echo "results: $results, $jsonl"
 if [ "$failed" != 0 ]; then

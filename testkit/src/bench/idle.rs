@@ -1,5 +1,7 @@
 //! `idle`: open N authenticated sockets and hold them; the server's RSS before and with them gives
 //! the memory per idle socket. At the end one message checks that every socket is still served.
+//! With `--pending` the sockets are upgraded but never authenticated (the memory of a PENDING
+//! socket); at the end each one authenticates, which checks that the server still held it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -35,10 +37,17 @@ pub struct Args {
     /// Rooms each socket subscribes to besides `lobby` (the memory of a subscription).
     #[arg(long, default_value_t = 0)]
     pub rooms_per_socket: usize,
+    /// Hold the sockets PENDING: upgraded with a ticket, never authenticated. The server's auth
+    /// timeout (`WSGATE_AUTH_TIMEOUT_MS`) must outlast the open, settle and hold phases.
+    #[arg(long)]
+    pub pending: bool,
 }
 
 /// Runs the workload; returns the JSON figures and whether it was clean.
 pub async fn run(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Value, bool)> {
+    if args.pending {
+        return run_pending(target, args, pids).await;
+    }
     // Memory is one process's: the first server's.
     let pid = pids.first().copied();
     let n = args.sockets.max(1);
@@ -228,6 +237,163 @@ pub async fn run(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Valu
         "kernel_tcp_with": tcp_with,
         "client_rss_kb_before": client_rss_before,
         "client_rss_kb_with": client_rss_with,
+    });
+    Ok((json, clean))
+}
+
+/// `--pending`: N sockets upgraded with a ticket and held without `auth`.
+async fn run_pending(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Value, bool)> {
+    use futures_util::StreamExt;
+
+    let pid = pids.first().copied();
+    let n = args.sockets.max(1);
+    let settle = Duration::from_secs_f64(args.settle);
+    let users = make_users(&target.gw, "bp", args.users.clamp(1, n), 8).await?;
+    tokio::time::sleep(settle).await;
+    let before = pid.and_then(|p| sample(p).ok());
+    let failures = crate::common::Failures::default();
+
+    let started = std::time::Instant::now();
+    let opened: Vec<(usize, crate::common::Ws)> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let target = &target;
+            let user = &users[i % users.len()];
+            async move {
+                let ticket = target.ticket(&user.token, i).await?;
+                target.upgrade(&ticket, i).await.map(|ws| (i, ws))
+            }
+        })
+        .buffer_unordered(args.parallel.max(1))
+        .filter_map(|r| {
+            let kept = match r {
+                Ok(socket) => Some(socket),
+                Err(kind) => {
+                    failures.add(kind);
+                    None
+                }
+            };
+            std::future::ready(kept)
+        })
+        .collect()
+        .await;
+    let open_wall = started.elapsed();
+    let open = opened.len();
+    tokio::time::sleep(settle).await;
+    let with = pid.and_then(|p| sample(p).ok());
+    let smaps_with = pid.map(smaps_rollup);
+    let meter = Meter::start(pids);
+    tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
+    let hold = meter.stop();
+
+    // Each socket authenticates now: `auth_ok` proves the server held it PENDING all along.
+    let wait = Duration::from_secs(20);
+    let authenticated: Vec<crate::common::Ws> = futures_util::stream::iter(opened)
+        .map(|(i, mut ws)| {
+            let user = &users[i % users.len()];
+            async move {
+                crate::common::authenticate(&mut ws, &user.token, wait)
+                    .await
+                    .map(|()| ws)
+            }
+        })
+        .buffer_unordered(args.parallel.max(1))
+        .filter_map(|r| {
+            let kept = match r {
+                Ok(ws) => Some(ws),
+                Err(kind) => {
+                    failures.add(format!("after_hold_{kind}"));
+                    None
+                }
+            };
+            std::future::ready(kept)
+        })
+        .collect()
+        .await;
+    let held = authenticated.len();
+    let close_failures = crate::common::Failures::default();
+    let mode = target.close_mode;
+    futures_util::stream::iter(authenticated)
+        .for_each_concurrent(args.parallel.max(1), |mut ws| {
+            let close_failures = &close_failures;
+            async move {
+                if let Err(kind) = crate::common::close_socket(&mut ws, mode, wait).await {
+                    close_failures.add(kind);
+                }
+            }
+        })
+        .await;
+
+    let per_socket = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) if open > 0 => {
+            Some(round((b as f64 - a as f64) * 1024.0 / open as f64, 0))
+        }
+        _ => None,
+    };
+    let rss_per = per_socket(
+        before.as_ref().map(|s| s.rss_kb),
+        with.as_ref().map(|s| s.rss_kb),
+    );
+    let anon_per = per_socket(
+        before.as_ref().map(|s| s.rss_anon_kb),
+        with.as_ref().map(|s| s.rss_anon_kb),
+    );
+    let kib = |b: Option<f64>| b.map(|b| round(b / 1024.0, 2));
+    let mut t = Table::new(
+        format!(
+            "idle --pending: {n} upgraded, unauthenticated sockets held {}s",
+            args.hold
+        ),
+        &["metric", "value"],
+    );
+    t.kv("sockets open / asked", format!("{open} / {n}"));
+    t.kv(
+        "open time, rate",
+        format!(
+            "{:.2}s, {:.0}/s",
+            open_wall.as_secs_f64(),
+            open as f64 / open_wall.as_secs_f64().max(1e-9)
+        ),
+    );
+    t.kv(
+        "server RSS before → with (KiB)",
+        format!(
+            "{} → {}",
+            opt(before.as_ref().map(|s| s.rss_kb)),
+            opt(with.as_ref().map(|s| s.rss_kb))
+        ),
+    );
+    t.kv("server RSS per pending socket (KiB)", opt(kib(rss_per)));
+    t.kv("server anon RSS per socket (KiB)", opt(kib(anon_per)));
+    t.kv("server CPU % core while pending", opt(hold.server_pct()));
+    t.kv("authenticated after the hold", format!("{held} / {open}"));
+    t.kv("failures", failures.text());
+    t.kv("close failures", close_failures.text());
+    t.print();
+
+    let clean = open == n && held == open && failures.total() == 0 && close_failures.total() == 0;
+    let json = json!({
+        "workload": "idle",
+        "pending": true,
+        "sockets": n,
+        "rooms_per_socket": 0,
+        "sockets_open": open,
+        "users": users.len(),
+        "hold_s": args.hold,
+        "open_s": round(open_wall.as_secs_f64(), 3),
+        "open_per_s": round(open as f64 / open_wall.as_secs_f64().max(1e-9), 1),
+        "failures": failures.json(),
+        "close_failures": close_failures.json(),
+        "verify_delivered": held,
+        "verify_missing": open - held,
+        "server_rss_kb_before": before.as_ref().map(|s| s.rss_kb),
+        "server_rss_kb_with": with.as_ref().map(|s| s.rss_kb),
+        "server_anon_kb_before": before.as_ref().map(|s| s.rss_anon_kb),
+        "server_anon_kb_with": with.as_ref().map(|s| s.rss_anon_kb),
+        "server_rss_bytes_per_socket": rss_per,
+        "server_anon_bytes_per_socket": anon_per,
+        "server_rss_kib_per_socket": kib(rss_per),
+        "server_smaps_with": smaps_with,
+        "idle_measure": hold.json(&[]),
     });
     Ok((json, clean))
 }

@@ -3,7 +3,7 @@
 //! line of JSON (the only output line starting with `{`).
 //!
 //! Workloads: `handshake`, `fanout` (optionally with `--login-storm`), `idle`, `login`; `report`
-//! summarizes saved JSON lines against the targets. With `--server-pid` the server's CPU time and RSS
+//! summarizes saved JSON lines against the targets, `chart` draws them as SVG cost curves. With `--server-pid` the server's CPU time and RSS
 //! are read from /proc, giving server CPU per handshake and per delivered frame.
 //!
 //! Every loop is bounded in count and in time. Only 127.0.0.0/8 is ever contacted: sockets are opened
@@ -11,6 +11,8 @@
 //!
 //! See docs/benchmarks.md for the method and scripts/bench.sh for the standard set.
 
+#[path = "../bench/chart.rs"]
+mod chart;
 #[path = "../bench/common.rs"]
 mod common;
 #[path = "../bench/fanout.rs"]
@@ -91,6 +93,17 @@ enum Workload {
         #[arg(long)]
         strict: bool,
     },
+    /// Draw the SVG cost curves of saved JSON lines (files) into a directory.
+    Chart {
+        /// Files holding the runs' output.
+        files: Vec<std::path::PathBuf>,
+        /// Where the SVG files go.
+        #[arg(long, default_value = "docs/bench")]
+        out: std::path::PathBuf,
+        /// The line under every chart: the machine and the commit measured.
+        #[arg(long, default_value = "")]
+        footnote: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +114,25 @@ fn main() -> ExitCode {
             Ok(_) => ExitCode::FAILURE,
             Err(err) => {
                 eprintln!("wsgate-bench report: {err:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if let Workload::Chart {
+        files,
+        out,
+        footnote,
+    } = &cli.workload
+    {
+        return match chart::run(files, out, footnote) {
+            Ok(written) => {
+                for path in written {
+                    println!("chart: {}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("wsgate-bench chart: {err:#}");
                 ExitCode::from(2)
             }
         };
@@ -144,7 +176,7 @@ fn main() -> ExitCode {
             Workload::Fanout(args) => fanout::run(target.clone(), args, pid).await?,
             Workload::Idle(args) => idle::run(target.clone(), args, pid).await?,
             Workload::Login(args) => login::run(target.clone(), args, pid).await?,
-            Workload::Report { .. } => unreachable!("handled above"),
+            Workload::Report { .. } | Workload::Chart { .. } => unreachable!("handled above"),
         };
         json["label"] = json!(cli.label);
         json["clean"] = json!(clean);

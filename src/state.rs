@@ -16,8 +16,9 @@ use crate::store::Store;
 
 /// Read buffer per WebSocket. Chat frames are small; tungstenite's 128 KiB default would be resident
 /// (and zero-filled before each read) for every idle socket, and it is most of what an idle socket
-/// costs. Larger frames still work: the buffer grows for them and the frame-size limit bounds how far.
-pub const WS_READ_BUFFER: usize = 1024;
+/// costs. 512 bytes hold an `auth` frame (about 350) and most chat frames in one read; larger frames
+/// still work: the buffer grows for them and the frame-size limit bounds how far.
+pub const WS_READ_BUFFER: usize = 512;
 
 /// Everything the server shares. Built once by `startup`; handed around as `Arc<App>`. Its fields
 /// are the crate's; embedders and tests read it through the accessors.

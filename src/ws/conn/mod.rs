@@ -15,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
@@ -63,34 +64,30 @@ impl From<CloseReason> for Ending {
 }
 
 /// Serves one upgraded socket until it closes.
-pub async fn serve<S>(app: Arc<App>, mut ws: WebSocketStream<S>, ticket_user: String, conn: ConnId)
+///
+/// What a socket's task holds is this future, for the socket's whole life, and an async fn's state
+/// is as large as its largest await. So everything that happens once (the token check with its
+/// store and JWT work, the join with its engine and Redis calls, the close handshake) runs boxed:
+/// on the heap while it runs, gone after. What stays is the stream, the session loop, and guards.
+pub async fn serve<S>(app: Arc<App>, io: S, ticket_user: String, conn: ConnId)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // Pings and pongs cost the server as much as data frames: one budget for the socket's life.
-    let mut control = ControlBudget::new();
-    let pending = Held::new(&app.metrics.sockets_pending);
-    let authenticated = await_auth(&app, &mut ws, &ticket_user, &mut control).await;
-    drop(pending);
-    let ending = match authenticated {
-        Ok((claims, since)) => {
-            tracing::Span::current().record("user", claims.sub.as_str());
-            tracing::info!("socket authenticated");
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(app.ws_config)).await;
+    // Bound, then used in place: moving the session out of the result would give it a second slot
+    // in this future (a match's scrutinee lives to the end of the match).
+    let mut opened = Box::pin(open_session(&app, &mut ws, ticket_user, conn)).await;
+    let ending = match &mut opened {
+        Ok(Opened {
+            session, joined, ..
+        }) => {
             let _authenticated = Held::new(&app.metrics.sockets_authenticated);
-            match Membership::join(&app, conn, &claims, since.as_deref()).await {
-                Ok((joined, _membership)) => {
-                    Session::new(&app, conn, claims, control)
-                        .run(&mut ws, joined)
-                        .await
-                }
-                Err(_) => Ending::Close(CloseReason::ClusterUnavailable),
-            }
+            session.run(&mut ws, joined).await
         }
-        Err(ending) => {
-            app.metrics.auth_failed(ending.reason());
-            ending
-        }
+        Err(ending) => *ending,
     };
+    // Leaves the hub (the membership's `Drop`) before the close handshake.
+    drop(opened);
     app.metrics.socket_closed(ending.reason());
     match ending {
         Ending::Close(reason) | Ending::Cut(reason) => tracing::info!(
@@ -101,7 +98,48 @@ where
         ),
         Ending::ByPeer => tracing::debug!("socket closed by peer"),
     }
-    close::close(&mut ws, ending).await;
+    Box::pin(close::close(&mut ws, ending)).await;
+}
+
+/// An authenticated socket, joined to the hub, about to run its session.
+struct Opened<'a> {
+    session: Session<'a>,
+    joined: crate::realtime::Joined,
+    /// Leaves the hub when dropped.
+    _membership: Membership<'a>,
+}
+
+/// PENDING until a valid `auth`, then the join (and `lobby`): the session to run, or how the
+/// socket ends.
+async fn open_session<'a, S>(
+    app: &'a App,
+    ws: &mut WebSocketStream<S>,
+    ticket_user: String,
+    conn: ConnId,
+) -> Result<Opened<'a>, Ending>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Pings and pongs cost the server as much as data frames: one budget for the socket's life.
+    let mut control = ControlBudget::new();
+    let pending = Held::new(&app.metrics.sockets_pending);
+    let authenticated = await_auth(app, ws, &ticket_user, &mut control).await;
+    drop(pending);
+    let (claims, since) = authenticated.inspect_err(|ending| {
+        app.metrics.auth_failed(ending.reason());
+    })?;
+    tracing::Span::current().record("user", claims.sub.as_str());
+    tracing::info!("socket authenticated");
+    // Boxed, like the token check: a PENDING socket holds this future while it waits for its
+    // first frame, and should hold no more than that wait needs.
+    let (joined, membership) = Box::pin(Membership::join(app, conn, &claims, since.as_deref()))
+        .await
+        .map_err(|_| Ending::Close(CloseReason::ClusterUnavailable))?;
+    Ok(Opened {
+        session: Session::new(app, conn, claims, control),
+        joined,
+        _membership: membership,
+    })
 }
 
 /// Holds the socket's hub membership; leaving happens in `Drop`, so every exit path announces `left`.
@@ -181,7 +219,7 @@ where
         let Ok(ClientFrame::Auth { token, since }) = ClientFrame::from_json(&text) else {
             return Err(CloseReason::BadRequest.into());
         };
-        return match check_token(app, &token, ticket_user).await {
+        return match Box::pin(check_token(app, &token, ticket_user)).await {
             Ok(claims) => Ok((claims, since)),
             Err(reason) => Err(reason.into()),
         };
@@ -232,11 +270,14 @@ fn room_refusal(err: RoomError) -> (&'static str, &'static str) {
     }
 }
 
-/// An authenticated socket's state.
+/// An authenticated socket's state. Of its token only the user and the expiry: the token's ids
+/// live in the hub (revocation), and every idle socket carries this struct.
 struct Session<'a> {
     app: &'a App,
     conn: ConnId,
-    claims: Claims,
+    user: String,
+    /// `exp` of the current token, Unix seconds.
+    exp: i64,
     limiter: MessageLimiter,
     control: ControlBudget,
     last_heard: Instant,
@@ -266,7 +307,8 @@ impl<'a> Session<'a> {
         Self {
             app,
             conn,
-            claims,
+            user: claims.sub,
+            exp: claims.exp,
             limiter: MessageLimiter::new(app.settings.limits.messages_per_sec.get()),
             control,
             last_heard: Instant::now(),
@@ -276,34 +318,31 @@ impl<'a> Session<'a> {
 
     /// When the current token stops being acceptable (its `exp` plus the leeway).
     fn token_deadline(&self) -> Instant {
-        let end_ms = (self.claims.exp + self.app.tokens.leeway().as_secs() as i64) * 1000;
+        let end_ms = (self.exp + self.app.tokens.leeway().as_secs() as i64) * 1000;
         Instant::now() + Duration::from_millis(end_ms.saturating_sub(now_millis()).max(0) as u64)
     }
 
     /// When to warn with `token_expiring`: the configured lead time before `exp` (not before now).
     fn warning_time(&self) -> Instant {
-        let warn_ms =
-            self.claims.exp * 1000 - self.app.settings.auth.token_expiring.as_millis() as i64;
+        let warn_ms = self.exp * 1000 - self.app.settings.auth.token_expiring.as_millis() as i64;
         Instant::now() + Duration::from_millis(warn_ms.saturating_sub(now_millis()).max(0) as u64)
     }
 
     async fn run<S>(
-        mut self,
+        &mut self,
         ws: &mut WebSocketStream<S>,
-        joined: crate::realtime::Joined,
+        joined: &mut crate::realtime::Joined,
     ) -> Ending
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let crate::realtime::Joined {
-            users,
-            recovered,
-            inbox,
-        } = joined;
+        let users = std::mem::take(&mut joined.users);
+        let recovered = joined.recovered;
+        let inbox = &joined.inbox;
         // Serialized at once, so neither the presence list nor the frame stays in this future.
         let hello = ServerFrame::AuthOk {
-            user: &self.claims.sub,
-            expires_at: self.claims.exp,
+            user: &self.user,
+            expires_at: self.exp,
             users,
             recovered,
         }
@@ -336,7 +375,7 @@ impl<'a> Session<'a> {
                     if timers.warn_at.is_some_and(|at| now >= at) {
                         // One warning per token; a refresh re-arms it.
                         timers.warn_at = None;
-                        let expires_in = (self.claims.exp - crate::clock::unix_now()).max(0);
+                        let expires_in = (self.exp - crate::clock::unix_now()).max(0);
                         let frame = ServerFrame::TokenExpiring { expires_in };
                         if let Err(failed) = Box::pin(self.write(ws, frame.to_json())).await {
                             return failed.into();
@@ -477,12 +516,7 @@ impl<'a> Session<'a> {
                         }
                     }
                 };
-                let published = match self
-                    .app
-                    .engine
-                    .direct(&self.claims.sub, &to_user, &text)
-                    .await
-                {
+                let published = match self.app.engine.direct(&self.user, &to_user, &text).await {
                     Ok(published) => published,
                     Err(_) => return self.unavailable(ws, None, Some(&to)).await,
                 };
@@ -507,7 +541,7 @@ impl<'a> Session<'a> {
     {
         for _ in 0..3 {
             let epoch = self.app.hub.acl_epoch();
-            if let Err(err) = crate::rooms::may_subscribe(self.app, &self.claims.sub, room).await {
+            if let Err(err) = crate::rooms::may_subscribe(self.app, &self.user, room).await {
                 let (code, message) = room_refusal(err);
                 return self.refuse(ws, code, message, Some(room), None).await;
             }
@@ -544,7 +578,7 @@ impl<'a> Session<'a> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let claims = match check_token(self.app, token, &self.claims.sub).await {
+        let claims = match check_token(self.app, token, &self.user).await {
             Ok(claims) => claims,
             // The store could not check the new token; the current one is still good,
             // so the socket stays, and the client may try again.
@@ -555,12 +589,10 @@ impl<'a> Session<'a> {
             }
             Err(reason) => return Err(reason.into()),
         };
-        self.app
-            .hub
-            .set_token(self.conn, claims.jti.clone(), claims.sid.clone());
-        self.claims = claims;
+        self.app.hub.set_token(self.conn, claims.jti, claims.sid);
+        self.exp = claims.exp;
         let reply = ServerFrame::Refreshed {
-            expires_at: self.claims.exp,
+            expires_at: self.exp,
         };
         self.write(ws, reply.to_json()).await?;
         tracing::debug!("token refreshed in band");

@@ -1,27 +1,23 @@
 #!/usr/bin/env bash
-# Where a handshake's server CPU goes: the release server pinned to CPU 0, `perf record` (the
-# cpu-clock software event: this KVM guest has no hardware counters) on it while `wsgate-bench
-# handshake` runs on CPU 1, then the samples grouped by what they are (kernel TCP, HTTP parsing,
-# JWT and MACs, JSON, the store, the hub, the allocator, logging, the runtime). The handshake
-# profile in docs/benchmarks.md comes from here. Not part of CI.
+# Where the server's CPU goes in a workload: the release server pinned to CPU 0, `perf record` (the
+# cpu-clock software event: this KVM guest has no hardware counters) on it while `wsgate-bench`
+# runs the workload on CPU 1, then the samples grouped by what they are (kernel TCP, HTTP parsing,
+# JWT and MACs, JSON, the store, the hub, the allocator, logging, the runtime), each group also in
+# µs of the workload's unit (a handshake, a delivered frame). The profiles in docs/benchmarks.md
+# come from here. Not part of CI. The samples include the workload's untimed setup (its users'
+# logins: bcrypt), which is shown as its own group.
 #
-#   scripts/profile-handshake.sh [--workers N] [--cycles K]
+#   scripts/profile.sh                                   a handshake profile (50 workers)
+#   scripts/profile.sh fanout --sockets 1000 --senders 10 --window 4 --duration 10
 #
+# PROFILE_DELAY_MS: start sampling that late (skip a long setup, e.g. 3000 for 1,000 sockets).
 # Output: target/profile/ (perf.data, the flat report, the grouped table, the bench run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-workers=50
-cycles=400
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --workers) workers=$2; shift ;;
-    --cycles) cycles=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    *) echo "profile-handshake.sh: unknown argument $1" >&2; exit 2 ;;
-  esac
-  shift
-done
+case "${1:-}" in -h|--help) sed -n '2,14p' "$0"; exit 0 ;; esac
+workload=("$@")
+[ ${#workload[@]} -gt 0 ] || workload=(handshake --workers 50 --cycles 400 --max-secs 30)
 
 if ! command -v perf >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null
@@ -37,11 +33,11 @@ wsgate_start target/release/wsgate "$out/server.log" \
   WSGATE_JWT_SECRET=wsgate-prof-secret-wsgate-prof-secret-0123 WSGATE_JWT_TTL_SECS=3600 \
   WSGATE_BCRYPT_COST=4 WSGATE_MAX_CONNECTIONS=25000 "${WSGATE_RATE_LIMITS_OFF[@]}"
 trap 'wsgate_stop' EXIT
-perf record -q -e cpu-clock -F 4000 -p "$WSGATE_PID" -o "$out/perf.data" 2>"$out/perf.log" &
+perf record -q -e cpu-clock -F 4000 -D "${PROFILE_DELAY_MS:-0}" -p "$WSGATE_PID" -o "$out/perf.data" 2>"$out/perf.log" &
 perf_pid=$!
 sleep 0.5
 taskset -c 1 target/release/wsgate-bench --url "http://$WSGATE_HOSTPORT" --server-pid "$WSGATE_PID" \
-  --label profile handshake --workers "$workers" --cycles "$cycles" --max-secs 30 >"$out/bench.txt"
+  --label profile "${workload[@]}" >"$out/bench.txt"
 kill -INT "$perf_pid"
 wait "$perf_pid" || true
 wsgate_stop
@@ -49,11 +45,13 @@ trap - EXIT
 
 perf report -i "$out/perf.data" --stdio --no-children --sort sym --percent-limit 0 2>/dev/null \
   | grep -E '^ +[0-9.]+%' >"$out/flat.txt"
-handshakes=$(grep -o '"handshakes":[0-9]*' "$out/bench.txt" | cut -d: -f2)
-cpu=$(grep -o '"server_cpu_us_per_handshake":[0-9.]*' "$out/bench.txt" | cut -d: -f2)
-echo "handshakes: $handshakes, server CPU per handshake: $cpu µs (wsgate-bench)"
+# The workload's unit: a handshake, or a delivered frame (the first phase).
+cpu=$(grep -o '"server_cpu_us_per_\(handshake\|delivery\)":[0-9.]*' "$out/bench.txt" | head -1)
+unit=${cpu#*per_}; unit=${unit%%\"*}
+cpu=${cpu##*:}
+echo "${workload[*]}: server CPU per $unit: $cpu µs (wsgate-bench, measured phase)"
 # Groups, first match wins; each share of the samples is also given in µs of one handshake.
-awk -v cpu="$cpu" '
+awk -v cpu="$cpu" -v unit="$unit" '
   function group(sym) {
     if (sym ~ /\[k\]/) {
       if (sym ~ /tcp|inet|ip_|sk_|sock|skb|__dev|net_|nf_|neigh|loopback|napi|__netif|dst_|raw_|fib|rt_/) return "kernel: TCP/IP and sockets"
@@ -84,11 +82,11 @@ awk -v cpu="$cpu" '
     g = group(sym); share[g] += pct; total += pct
   }
   END {
-    printf "%-40s %7s %9s\n", "where", "share", "µs/hs"
+    printf "%-50s %7s %9s\n", "where", "share", "µs/" unit
     n = 0
     for (g in share) order[++n] = g
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (share[order[j]] > share[order[i]]) { t = order[i]; order[i] = order[j]; order[j] = t }
-    for (i = 1; i <= n; i++) printf "%-40s %6.1f%% %9.1f\n", order[i], share[order[i]], share[order[i]] * cpu / total
+    for (i = 1; i <= n; i++) printf "%-50s %6.1f%% %9.2f\n", order[i], share[order[i]], share[order[i]] * cpu / total
   }' "$out/flat.txt" | tee "$out/groups.txt"
 echo
 echo "top symbols ($out/flat.txt):"

@@ -5,6 +5,7 @@
 //! socket's inbox (what the hub addressed to it), revocation, token expiry, heartbeat and shutdown.
 //! No second task, no channel: an idle socket costs one small future and an empty inbox.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,36 +70,45 @@ impl From<CloseReason> for Ending {
 /// is as large as its largest await. So everything that happens once (the token check with its
 /// store and JWT work, the join with its engine and Redis calls, the close handshake) runs boxed:
 /// on the heap while it runs, gone after. What stays is the stream, the session loop, and guards.
-pub async fn serve<S>(app: Arc<App>, io: S, ticket_user: String, conn: ConnId)
+pub async fn serve<S>(app: Arc<App>, io: S, ticket_user: String, conn: ConnId, peer: IpAddr)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(app.ws_config)).await;
     // Bound, then used in place: moving the session out of the result would give it a second slot
     // in this future (a match's scrutinee lives to the end of the match).
-    let mut opened = Box::pin(open_session(&app, &mut ws, ticket_user, conn)).await;
+    let mut opened = Box::pin(open_session(&app, &mut ws, ticket_user, conn, peer)).await;
     let ending = match &mut opened {
         Ok(Opened {
             session, joined, ..
         }) => {
             let _authenticated = Held::new(&app.metrics.sockets_authenticated);
-            session.run(&mut ws, joined).await
+            let ending = session.run(&mut ws, joined).await;
+            log_ending(conn, &session.user, ending);
+            ending
         }
+        // `open_session` logged it, with the ticket's user.
         Err(ending) => *ending,
     };
     // Leaves the hub (the membership's `Drop`) before the close handshake.
     drop(opened);
     app.metrics.socket_closed(ending.reason());
+    Box::pin(close::close(&mut ws, ending)).await;
+}
+
+/// The log line of a socket's end (the server's reasons at info, the peer's at debug).
+fn log_ending(conn: ConnId, user: &str, ending: Ending) {
     match ending {
         Ending::Close(reason) | Ending::Cut(reason) => tracing::info!(
+            conn,
+            user,
             code = reason.code(),
             reason = reason.name(),
             cut = matches!(ending, Ending::Cut(_)),
             "closing socket"
         ),
-        Ending::ByPeer => tracing::debug!("socket closed by peer"),
+        Ending::ByPeer => tracing::debug!(conn, user, "socket closed by peer"),
     }
-    Box::pin(close::close(&mut ws, ending)).await;
 }
 
 /// An authenticated socket, joined to the hub, about to run its session.
@@ -116,6 +126,7 @@ async fn open_session<'a, S>(
     ws: &mut WebSocketStream<S>,
     ticket_user: String,
     conn: ConnId,
+    peer: IpAddr,
 ) -> Result<Opened<'a>, Ending>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -127,14 +138,19 @@ where
     drop(pending);
     let (claims, since) = authenticated.inspect_err(|ending| {
         app.metrics.auth_failed(ending.reason());
+        log_ending(conn, &ticket_user, *ending);
     })?;
     tracing::Span::current().record("user", claims.sub.as_str());
-    tracing::info!("socket authenticated");
+    tracing::info!(conn, %peer, user = %claims.sub, "socket authenticated");
     // Boxed, like the token check: a PENDING socket holds this future while it waits for its
     // first frame, and should hold no more than that wait needs.
     let (joined, membership) = Box::pin(Membership::join(app, conn, &claims, since.as_deref()))
         .await
-        .map_err(|_| Ending::Close(CloseReason::ClusterUnavailable))?;
+        .map_err(|_| {
+            let ending = Ending::Close(CloseReason::ClusterUnavailable);
+            log_ending(conn, &claims.sub, ending);
+            ending
+        })?;
     Ok(Opened {
         session: Session::new(app, conn, claims, control),
         joined,

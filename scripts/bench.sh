@@ -18,7 +18,8 @@
 # server's close frame as RFC 6455 clients do), BENCH_PIN=0 (no taskset), BENCH_RUST_LOG (server log
 # filter, default info), BENCH_SERVER (the server binary to measure, default this tree's release
 # build: for before/after comparisons), BENCH_MAX_NOISE (default 10: a run during which
-# other processes used more than this % of a core is repeated, up to 3 attempts).
+# other processes used more than this % of a core is repeated, up to 3 attempts; SecantusDB, Redis
+# and nginx are the workload's own helpers, whose CPU the tool reports apart and does not count).
 #
 # Cluster runs (cluster-*): three nodes pinned like the single server, one redis-server, SecantusDB
 # and nginx (deploy/nginx.conf) on the tool's CPU; the tool drives the nodes directly (`--nodes`) or
@@ -195,8 +196,17 @@ bench() {
   [ "$mode" = smoke ] && check=(--check)
   local tmp="$out/.last-run.txt"
   echo "== $label: wsgate-bench $*" | tee -a "$results"
+  # SecantusDB, Redis and nginx are part of the workload: their CPU is not "other" (noise).
+  local helpers=() helper_args=()
+  [ -z "$mongo_pid" ] || [ ! -s "$mongo_pid" ] || helpers+=("$(cat "$mongo_pid")")
+  [ -z "$redis_pid" ] || helpers+=("$redis_pid")
+  if [ -n "$nginx_pid" ]; then
+    helpers+=("$nginx_pid")
+    mapfile -t -O "${#helpers[@]}" helpers < <(pgrep -P "$nginx_pid" || true)
+  fi
+  [ "${#helpers[@]}" -eq 0 ] || helper_args=(--helper-pid "$(IFS=,; echo "${helpers[*]}")")
   local status=0
-  "${pin_bench[@]}" "$bench_bin" --url "http://$addr" --server-pid "$server_pid" "${target_args[@]}" \
+  "${pin_bench[@]}" "$bench_bin" --url "http://$addr" --server-pid "$server_pid" "${target_args[@]}" "${helper_args[@]}" \
     --label "$label" --close "${BENCH_CLOSE:-reply}" "${check[@]}" "$@" 2>&1 \
     | tee "$tmp" | tee -a "$results" || status=$?
   last_json=$(grep '^{' "$tmp" | tail -1 || true)

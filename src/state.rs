@@ -16,9 +16,12 @@ use crate::store::Store;
 
 /// Read buffer per WebSocket. Chat frames are small; tungstenite's 128 KiB default would be resident
 /// (and zero-filled before each read) for every idle socket, and it is most of what an idle socket
-/// costs. 512 bytes hold an `auth` frame (about 350) and most chat frames in one read; larger frames
-/// still work: the buffer grows for them and the frame-size limit bounds how far.
-pub const WS_READ_BUFFER: usize = 512;
+/// costs. It is also the most one read takes. tungstenite reserves a whole frame's length on top of
+/// what it already holds of it, so any frame over half the buffer doubles it, for good: at 1,024
+/// bytes an idle socket kept 1,024, at 512 the `auth` frame (about 350 bytes) grew it to 1,024, at
+/// 256 it grows to what the `auth` frame needs (about 600) and chat frames fit in that. Larger
+/// frames still work: the buffer grows for them and the frame-size limit bounds how far.
+pub const WS_READ_BUFFER: usize = 256;
 
 /// Everything the server shares. Built once by `startup`; handed around as `Arc<App>`. Its fields
 /// are the crate's; embedders and tests read it through the accessors.

@@ -101,7 +101,14 @@ mod tests {
             .app();
         let mut request = http::Request::new(());
         let peer = IpAddr::from([127, 0, 0, 1]);
-        let task = socket_task(app, hyper::upgrade::on(&mut request), "u".into(), 1, peer, ());
+        let task = socket_task(
+            app,
+            hyper::upgrade::on(&mut request),
+            "u".into(),
+            1,
+            peer,
+            (),
+        );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1_400, "a socket's task future is {size} bytes");
     }

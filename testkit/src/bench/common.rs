@@ -697,6 +697,25 @@ fn cpu_ticks() -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
+/// The workload's helper processes (`--helper-pid`: a database, Redis, nginx): part of the
+/// workload, so their CPU is reported apart and is not "other" CPU (noise).
+static HELPERS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+
+/// Sets the helper processes (once, at start).
+pub fn set_helpers(pids: &[u32]) {
+    let _ = HELPERS.set(pids.to_vec());
+}
+
+/// The helpers' CPU clocks summed, ns (a helper that is gone counts 0).
+fn helpers_cpu_ns() -> u64 {
+    HELPERS
+        .get()
+        .into_iter()
+        .flatten()
+        .filter_map(|&p| process_cpu_ns(p))
+        .sum()
+}
+
 /// Measures one phase: wall time, the server's CPU (when its pid is known), this tool's CPU, and
 /// how busy every CPU of the machine was (to tell when something else ran during the phase).
 pub struct Meter {
@@ -704,6 +723,7 @@ pub struct Meter {
     pids: Vec<u32>,
     server: Vec<Option<ProcSample>>,
     client: Duration,
+    helpers_ns: u64,
     cpus: Vec<(u64, u64, u64)>,
     t0: Instant,
 }
@@ -723,6 +743,8 @@ pub struct Measured {
     pub method: &'static str,
     /// This tool's CPU in the phase.
     pub client_cpu: Duration,
+    /// The helper processes' CPU in the phase (see `set_helpers`).
+    pub helpers_cpu: Duration,
     /// Server memory at the end (the first server's).
     pub server_after: Option<ProcSample>,
     /// Per CPU: busy share of the phase, percent (from /proc/stat).
@@ -738,6 +760,7 @@ impl Meter {
             pids: pids.to_vec(),
             server: pids.iter().map(|&p| sample(p).ok()).collect(),
             client: self_cpu(),
+            helpers_ns: helpers_cpu_ns(),
             cpus: cpu_ticks(),
             t0: Instant::now(),
         }
@@ -747,6 +770,7 @@ impl Meter {
     pub fn stop(&self) -> Measured {
         let wall = self.t0.elapsed();
         let client_cpu = self_cpu().saturating_sub(self.client);
+        let helpers_cpu = Duration::from_nanos(helpers_cpu_ns().saturating_sub(self.helpers_ns));
         let after: Vec<Option<ProcSample>> = self.pids.iter().map(|&p| sample(p).ok()).collect();
         let mut server_cpu_ns: Option<u64> = None;
         let mut server_user_ns: Option<u64> = None;
@@ -780,6 +804,7 @@ impl Meter {
             server_user_ns,
             method,
             client_cpu,
+            helpers_cpu,
             server_after: after.into_iter().next().flatten(),
             cpu_busy_pct: share(&|c| c.0),
             cpu_softirq_pct: share(&|c| c.1),
@@ -845,13 +870,21 @@ impl Measured {
         )
     }
 
-    /// CPU time spent by neither the server nor this tool during the phase, in percent of one core:
-    /// other processes (noise), or kernel work accounted to no process (softirq with IRQ time
-    /// accounting).
+    /// The helper processes' CPU as a share of one core, in percent.
+    pub fn helpers_pct(&self) -> f64 {
+        round(
+            self.helpers_cpu.as_nanos() as f64 / self.wall.as_nanos().max(1) as f64 * 100.0,
+            1,
+        )
+    }
+
+    /// CPU time spent by neither the server, nor this tool, nor the helpers during the phase, in
+    /// percent of one core: other processes (noise), or kernel work accounted to no process
+    /// (softirq with IRQ time accounting).
     pub fn other_pct(&self) -> f64 {
         let busy: f64 = self.cpu_busy_pct.iter().sum();
         round(
-            busy - self.server_pct().unwrap_or(0.0) - self.client_pct(),
+            busy - self.server_pct().unwrap_or(0.0) - self.client_pct() - self.helpers_pct(),
             1,
         )
     }
@@ -865,6 +898,7 @@ impl Measured {
             "server_user_cpu_ms": self.server_user_ns.map(|n| round(n as f64 / 1e6, 3)),
             "server_cpu_pct": self.server_pct(),
             "client_cpu_pct": self.client_pct(),
+            "helpers_cpu_pct": self.helpers_pct(),
             "cpu_busy_pct": self.cpu_busy_pct,
             "cpu_softirq_pct": self.cpu_softirq_pct,
             "other_cpu_pct": self.other_pct(),

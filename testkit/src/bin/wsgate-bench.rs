@@ -48,6 +48,10 @@ struct Cli {
     /// cluster's nodes): their CPU is summed.
     #[arg(long, global = true, value_delimiter = ',')]
     server_pid: Vec<u32>,
+    /// The workload's helper processes (a database, Redis, nginx), comma-separated: their CPU is
+    /// reported on its own and not counted as other processes' (noise).
+    #[arg(long, global = true, value_delimiter = ',')]
+    helper_pid: Vec<u32>,
     /// More nodes of a cluster, comma-separated URLs: sockets are opened on `--url` and these in
     /// turn (round robin), to drive a cluster directly rather than through its load balancer.
     #[arg(long, global = true, value_delimiter = ',')]
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
             }
         };
     }
+    common::set_helpers(&cli.helper_pid);
     let (nofile, nofile_max) = common::raise_nofile();
     let threads = cli.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()

@@ -33,11 +33,13 @@ wsgate_start target/release/wsgate "$out/server.log" \
   WSGATE_JWT_SECRET=wsgate-prof-secret-wsgate-prof-secret-0123 WSGATE_JWT_TTL_SECS=3600 \
   WSGATE_BCRYPT_COST=4 WSGATE_MAX_CONNECTIONS=25000 "${WSGATE_RATE_LIMITS_OFF[@]}"
 trap 'wsgate_stop' EXIT
-perf record -q -e cpu-clock -F 4000 -D "${PROFILE_DELAY_MS:-0}" -p "$WSGATE_PID" -o "$out/perf.data" 2>"$out/perf.log" &
-perf_pid=$!
-sleep 0.5
 taskset -c 1 target/release/wsgate-bench --url "http://$WSGATE_HOSTPORT" --server-pid "$WSGATE_PID" \
-  --label profile "${workload[@]}" >"$out/bench.txt"
+  --label profile "${workload[@]}" >"$out/bench.txt" &
+bench_pid=$!
+sleep "$(awk -v ms="${PROFILE_DELAY_MS:-0}" 'BEGIN { print ms / 1000 }')"
+perf record -q -e cpu-clock -F 4000 -p "$WSGATE_PID" -o "$out/perf.data" 2>"$out/perf.log" &
+perf_pid=$!
+wait "$bench_pid"
 kill -INT "$perf_pid"
 wait "$perf_pid" || true
 wsgate_stop

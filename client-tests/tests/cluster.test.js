@@ -65,6 +65,8 @@ async function frontReady(url) {
 
 /** The node whose log says it authenticated a socket of `user` (the newest such node). */
 async function nodeOf(user, skip = []) {
+  // `user=NAME` as a whole field: quoted, or followed by a space or the end of the line.
+  const field = new RegExp(`user=(?:"${user}"|${user}(?:\\s|$))`);
   const deadline = Date.now() + 10000;
   while (Date.now() < deadline) {
     const found = nodes.findIndex(
@@ -72,7 +74,7 @@ async function nodeOf(user, skip = []) {
         !skip.includes(at) &&
         readFileSync(node.log.path, 'utf8')
           .split('\n')
-          .some((line) => line.includes('socket authenticated') && (line.includes(`user="${user}"`) || line.includes(`user=${user} `))),
+          .some((line) => line.includes('socket authenticated') && field.test(line)),
     );
     if (found >= 0) return found;
     await new Promise((resolve) => setTimeout(resolve, 50));

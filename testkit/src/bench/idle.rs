@@ -43,6 +43,27 @@ pub struct Args {
     pub pending: bool,
 }
 
+/// (RSS, anonymous RSS) bytes per socket between two readings of the server, for `open` sockets.
+fn per_socket(
+    before: Option<&crate::common::ProcSample>,
+    with: Option<&crate::common::ProcSample>,
+    open: usize,
+) -> (Option<f64>, Option<f64>) {
+    let per = |a: u64, b: u64| round((b as f64 - a as f64) * 1024.0 / open as f64, 0);
+    match (before, with) {
+        (Some(a), Some(b)) if open > 0 => (
+            Some(per(a.rss_kb, b.rss_kb)),
+            Some(per(a.rss_anon_kb, b.rss_anon_kb)),
+        ),
+        _ => (None, None),
+    }
+}
+
+/// Bytes as KiB, two decimals.
+fn kib(bytes: Option<f64>) -> Option<f64> {
+    bytes.map(|b| round(b / 1024.0, 2))
+}
+
 /// Runs the workload; returns the JSON figures and whether it was clean.
 pub async fn run(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Value, bool)> {
     if args.pending {
@@ -119,21 +140,7 @@ pub async fn run(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Valu
     tokio::time::sleep(settle).await;
     let after_close = pid.and_then(|p| sample(p).ok());
 
-    let per_socket = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (Some(a), Some(b)) if open > 0 => {
-            Some(round((b as f64 - a as f64) * 1024.0 / open as f64, 0))
-        }
-        _ => None,
-    };
-    let rss_per = per_socket(
-        before.as_ref().map(|s| s.rss_kb),
-        with.as_ref().map(|s| s.rss_kb),
-    );
-    let anon_per = per_socket(
-        before.as_ref().map(|s| s.rss_anon_kb),
-        with.as_ref().map(|s| s.rss_anon_kb),
-    );
-    let kib = |b: Option<f64>| b.map(|b| round(b / 1024.0, 2));
+    let (rss_per, anon_per) = per_socket(before.as_ref(), with.as_ref(), open);
 
     let mut t = Table::new(
         format!("idle: {n} authenticated sockets held {}s", args.hold),
@@ -323,21 +330,7 @@ async fn run_pending(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(
         })
         .await;
 
-    let per_socket = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (Some(a), Some(b)) if open > 0 => {
-            Some(round((b as f64 - a as f64) * 1024.0 / open as f64, 0))
-        }
-        _ => None,
-    };
-    let rss_per = per_socket(
-        before.as_ref().map(|s| s.rss_kb),
-        with.as_ref().map(|s| s.rss_kb),
-    );
-    let anon_per = per_socket(
-        before.as_ref().map(|s| s.rss_anon_kb),
-        with.as_ref().map(|s| s.rss_anon_kb),
-    );
-    let kib = |b: Option<f64>| b.map(|b| round(b / 1024.0, 2));
+    let (rss_per, anon_per) = per_socket(before.as_ref(), with.as_ref(), open);
     let mut t = Table::new(
         format!(
             "idle --pending: {n} upgraded, unauthenticated sockets held {}s",

@@ -258,23 +258,13 @@ fn paired_targets(runs: &[Value]) -> Vec<(String, String, Option<bool>)> {
             ));
         }
     }
-    if let (Some(lobby), Some(rooms)) = (by("idle-10k"), by("idle-rooms")) {
-        let per = |r: &Value| num(&r["server_rss_kib_per_socket"]);
-        let lobby_kib = per(lobby);
+    // (The memory of a room subscription is in `figures`, as the median of the repeats.)
+    if let Some(lobby) = by("idle-10k") {
+        let lobby_kib = num(&lobby["server_rss_kib_per_socket"]);
         rows.push((
             "idle socket in lobby ≤ 5.55 KiB (before rooms)".into(),
             f(lobby_kib, 2) + " KiB",
             lobby_kib.map(|k| k <= 5.55),
-        ));
-        let rooms_each = rooms["rooms_per_socket"].as_f64().unwrap_or(0.0).max(1.0);
-        let extra = match (per(rooms), lobby_kib) {
-            (Some(r), Some(l)) => Some((r - l) * 1024.0 / rooms_each),
-            _ => None,
-        };
-        rows.push((
-            "each extra room subscription ≤ 256 B".into(),
-            f(extra, 0) + " B",
-            extra.map(|b| b <= 256.0),
         ));
     }
     if let (Some(cluster), Some(single)) = (by("cluster-fanout-20"), by("fanout-20-mongodb")) {

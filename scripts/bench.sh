@@ -221,36 +221,40 @@ noisy() {
 
 selected() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 
-# run LABEL BCRYPT_COST WORKLOAD ARGS…: `--repeat` times a fresh server, one run, stop.
-run() {
-  local rep
-  for rep in $(seq 1 "$repeat"); do run_once "$@"; done
+# measured LABEL START STOP CMD…: `--repeat` times START LABEL (words of a command), CMD, STOP. A
+# run disturbed by other processes (see `noisy`) is repeated, up to 3 attempts; the last attempt's
+# figures are kept.
+measured() {
+  local label=$1 start=$2 stop=$3
+  shift 3
+  selected "$label" || return 0
+  local rep attempt ok
+  for rep in $(seq 1 "$repeat"); do
+    for attempt in 1 2 3; do
+      ok=1
+      $start "$label"
+      "$@" || ok=0
+      $stop
+      if [ "$ok" = 1 ] && noisy && [ "$attempt" -lt 3 ]; then
+        echo "-- $label: other processes used ${last_noise}% of a core during the run; again" \
+          | tee -a "$results"
+        continue
+      fi
+      break
+    done
+    if [ "$ok" != 1 ]; then
+      echo "FAIL $label" | tee -a "$results"
+      failed=1
+    fi
+    if [ -n "$last_json" ]; then echo "$last_json" >>"$jsonl"; fi
+  done
 }
 
-# run_once LABEL BCRYPT_COST WORKLOAD ARGS…: a fresh server, one run, stop. A run disturbed by
-# other processes (see `noisy`) is repeated, up to 3 attempts; the last attempt's figures are kept.
-run_once() {
+# run LABEL BCRYPT_COST WORKLOAD ARGS…: a fresh server per run (`measured`).
+run() {
   local label=$1 cost=$2
   shift 2
-  selected "$label" || return 0
-  local attempt ok
-  for attempt in 1 2 3; do
-    ok=1
-    start_server "$cost" "$label"
-    bench "$label" "$@" || ok=0
-    stop_server
-    if [ "$ok" = 1 ] && noisy && [ "$attempt" -lt 3 ]; then
-      echo "-- $label: other processes used ${last_noise}% of a core during the run; again" \
-        | tee -a "$results"
-      continue
-    fi
-    break
-  done
-  if [ "$ok" != 1 ]; then
-    echo "FAIL $label" | tee -a "$results"
-    failed=1
-  fi
-  if [ -n "$last_json" ]; then echo "$last_json" >>"$jsonl"; fi
+  measured "$label" "start_server $cost" stop_server bench "$label" "$@"
 }
 
 # run_on_mongodb LABEL BCRYPT_COST WORKLOAD ARGS…: `run` with the server on SecantusDB (the MongoDB
@@ -264,36 +268,12 @@ run_on_mongodb() {
   server_env=()
 }
 
-# run_cluster LABEL VIA WORKLOAD ARGS…: `--repeat` times a fresh cluster, one run through VIA
-# (`direct`: the tool spreads its sockets over the three nodes; `nginx`: through the front), stop.
-# Retried like `run_once`.
+# run_cluster LABEL VIA WORKLOAD ARGS…: a fresh cluster per run (`measured`), driven through VIA
+# (`direct`: the tool spreads its sockets over the three nodes; `nginx`: through the front).
 run_cluster() {
-  local rep
-  for rep in $(seq 1 "$repeat"); do run_cluster_once "$@"; done
-}
-
-run_cluster_once() {
   local label=$1 via=$2
   shift 2
-  selected "$label" || return 0
-  local attempt ok
-  for attempt in 1 2 3; do
-    ok=1
-    start_cluster "$label"
-    cluster_bench "$label" "$via" "$@" || ok=0
-    stop_cluster
-    if [ "$ok" = 1 ] && noisy && [ "$attempt" -lt 3 ]; then
-      echo "-- $label: other processes used ${last_noise}% of a core during the run; again" \
-        | tee -a "$results"
-      continue
-    fi
-    break
-  done
-  if [ "$ok" != 1 ]; then
-    echo "FAIL $label" | tee -a "$results"
-    failed=1
-  fi
-  if [ -n "$last_json" ]; then echo "$last_json" >>"$jsonl"; fi
+  measured "$label" start_cluster stop_cluster cluster_bench "$label" "$via" "$@"
 }
 
 # cluster_bench LABEL VIA WORKLOAD ARGS…: `bench` against the current cluster.

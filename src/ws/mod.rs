@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
 use crate::protocol::CloseReason;
@@ -30,25 +29,7 @@ pub fn spawn<H: Send + 'static>(
     // and `user` themselves.
     let span = tracing::debug_span!("ws", conn, peer = %peer, user = tracing::field::Empty);
     let tasks = app.tasks.clone();
-    tasks.spawn(socket_task(app, on_upgrade, username, conn, peer, hold).instrument(span));
-}
-
-/// The task of one socket: the upgrade completes, then `conn::serve` until it closes. This future
-/// is what every socket holds for its life (see `conn::serve`), so the stream is built inside
-/// `serve`, where it has its one slot.
-async fn socket_task<H>(
-    app: Arc<App>,
-    on_upgrade: OnUpgrade,
-    username: String,
-    conn: crate::realtime::ConnId,
-    peer: IpAddr,
-    hold: H,
-) {
-    let _hold = hold;
-    match on_upgrade.await {
-        Ok(upgraded) => conn::serve(app, TokioIo::new(upgraded), username, conn, peer).await,
-        Err(err) => tracing::debug!(%err, "upgrade did not complete"),
-    }
+    tasks.spawn(conn::serve(app, on_upgrade, username, conn, peer, hold).instrument(span));
 }
 
 impl From<crate::sessions::TokenRefused> for CloseReason {
@@ -87,10 +68,11 @@ impl From<Kick> for CloseReason {
 mod tests {
     use super::*;
 
-    /// Every socket's task is this future for the socket's whole life: it is most of an idle
-    /// socket's memory (heaptrack, scripts/heap-profile.sh). It was 2.9 KB before the once-only
-    /// steps were boxed; 1,256 bytes at the commit that added this test (rustc 1.95). The bound
-    /// leaves room for a compiler's layout, not for a new inline await: box that instead.
+    /// Every socket's task is this future for the socket's whole life, PENDING and authenticated:
+    /// it is most of a socket's memory (heaptrack, scripts/heap-profile.sh). It was 2.9 KB before
+    /// the once-only steps were boxed; 1,256 bytes at the commit that added this test (rustc 1.95),
+    /// with the PENDING phase boxed beside it (another 536); 1,296 bytes with that phase inside.
+    /// The bound leaves room for a compiler's layout, not for a new inline await: box that instead.
     #[tokio::test]
     async fn a_sockets_task_stays_small() {
         let settings =
@@ -101,7 +83,7 @@ mod tests {
             .app();
         let mut request = http::Request::new(());
         let peer = IpAddr::from([127, 0, 0, 1]);
-        let task = socket_task(
+        let task = conn::serve(
             app,
             hyper::upgrade::on(&mut request),
             "u".into(),
@@ -110,6 +92,6 @@ mod tests {
             (),
         );
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 1_400, "a socket's task future is {size} bytes");
+        assert!(size <= 1_360, "a socket's task future is {size} bytes");
     }
 }

@@ -223,3 +223,30 @@ async fn an_oversized_frame_is_closed_1009_and_the_connection_ends_cleanly() {
         "the connection ended with {end:?}, not a clean close"
     );
 }
+
+/// A client that sends its first frames with the upgrade request, not waiting for the 101: the
+/// HTTP layer reads them with the request, and the socket must start from them (the server takes
+/// the TCP stream back from hyper, with what hyper had read past the request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_sent_before_the_101_are_the_start_of_the_stream() {
+    let server = spawn_app(&[]).await;
+    let user = server.gw.new_user("eager").await.unwrap();
+    let ticket = server.gw.ticket(&user.token).await.unwrap();
+    let auth = serde_json::json!({"type": "auth", "token": user.token}).to_string();
+    let message = serde_json::json!({"type": "message", "text": "before the 101"}).to_string();
+    let mut early = Frame::new(TEXT, auth).encode();
+    early.extend(Frame::new(TEXT, message).encode());
+    let mut socket = RawSocket::open_with(server.addr, &ticket, None, &early).await;
+    let mut types = Vec::new();
+    while let Some((opcode, payload)) = socket.read_frame(Duration::from_secs(5)).await {
+        assert_eq!(opcode, TEXT);
+        let frame: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        types.push(frame["type"].as_str().unwrap().to_owned());
+        if frame["type"] == "message" {
+            assert_eq!(frame["text"], "before the 101", "{frame}");
+            assert_eq!(frame["from"], user.name.as_str(), "{frame}");
+            break;
+        }
+    }
+    assert_eq!(types, ["auth_ok", "message"]);
+}

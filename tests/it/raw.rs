@@ -142,6 +142,17 @@ impl RawSocket {
     /// Upgrades with `ticket`; `recv_buffer` shrinks the kernel's receive buffer first (so that
     /// a client that stops reading stalls the server's writes sooner).
     pub async fn open(addr: SocketAddr, ticket: &str, recv_buffer: Option<u32>) -> Self {
+        Self::open_with(addr, ticket, recv_buffer, &[]).await
+    }
+
+    /// `open`, with `early` (frames) sent in the same write as the upgrade request, before the
+    /// 101: what a client that does not wait for the answer sends.
+    pub async fn open_with(
+        addr: SocketAddr,
+        ticket: &str,
+        recv_buffer: Option<u32>,
+        early: &[u8],
+    ) -> Self {
         let socket = TcpSocket::new_v4().unwrap();
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).unwrap();
@@ -152,7 +163,9 @@ impl RawSocket {
              Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
         );
-        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut request = request.into_bytes();
+        request.extend_from_slice(early);
+        stream.write_all(&request).await.unwrap();
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {

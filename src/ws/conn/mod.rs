@@ -6,6 +6,7 @@
 //! No second task, no channel: an idle socket costs one small future and an empty inbox.
 
 use std::net::IpAddr;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +14,16 @@ mod close;
 mod writer;
 
 use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::{OnUpgrade, Parts};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, timeout_at, Instant, Sleep};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::auth::Claims;
 use crate::clock::now_millis;
@@ -64,36 +69,92 @@ impl From<CloseReason> for Ending {
     }
 }
 
-/// Serves one upgraded socket until it closes.
+/// Serves one socket from its 101 until it closes: `ticket_user` is the ticket's user, `peer` the
+/// client; `hold` (the connection slot) is kept to the end.
 ///
 /// What a socket's task holds is this future, for the socket's whole life, and an async fn's state
 /// is as large as its largest await. So everything that happens once (the token check with its
 /// store and JWT work, the join with its engine and Redis calls, the close handshake) runs boxed:
 /// on the heap while it runs, gone after. What stays is the stream, the session loop, and guards.
-pub async fn serve<S>(app: Arc<App>, io: S, ticket_user: String, conn: ConnId, peer: IpAddr)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(app.ws_config)).await;
-    // Bound, then used in place: moving the session out of the result would give it a second slot
-    // in this future (a match's scrutinee lives to the end of the match).
-    let mut opened = Box::pin(open_session(&app, &mut ws, ticket_user, conn, peer)).await;
-    let ending = match &mut opened {
-        Ok(Opened {
-            session, joined, ..
-        }) => {
-            let _authenticated = Held::new(&app.metrics.sockets_authenticated);
-            let ending = session.run(&mut ws, joined).await;
-            log_ending(conn, &session.user, ending);
-            ending
-        }
-        // `open_session` logged it, with the ticket's user.
-        Err(ending) => *ending,
+/// The arguments of an async fn keep their slots for its whole life, even once moved, so this is
+/// the socket's one async fn with arguments by value (a second level, as `ws::spawn` once had,
+/// kept a second copy of each), and the stream is a local, made by `accept`.
+pub async fn serve<H>(
+    app: Arc<App>,
+    on_upgrade: OnUpgrade,
+    ticket_user: String,
+    conn: ConnId,
+    peer: IpAddr,
+    hold: H,
+) {
+    // Boxed: the upgrade's future (hyper's `Upgraded`, the stream being built) is larger than any
+    // later step, and would set the size of this future for the socket's life.
+    let Some(mut ws) = Box::pin(accept(on_upgrade, &app)).await else {
+        return;
     };
-    // Leaves the hub (the membership's `Drop`) before the close handshake.
-    drop(opened);
+    // The socket's one timer and its one wait for shutdown, made once and used by both phases (the
+    // wait for `auth`, then the session): each phase making its own would give this future a slot
+    // for each (112 + 72 bytes), and keep the PENDING phase from sharing the session's space.
+    let mut waits = Waits {
+        timer: pin!(sleep_until(Instant::now() + app.settings.auth.auth_timeout)),
+        shutdown: pin!(app.shutdown.cancelled()),
+    };
+    // Not boxed, unlike the other once-only steps: with the waits outside it, the PENDING phase is
+    // smaller than the session it turns into and shares that space, so a PENDING socket holds no
+    // allocation for it, and the test of this future's size bounds both phases.
+    let ending = {
+        // Bound, then used in place: moving the session out of the result would give it a second
+        // slot in this future (a match's scrutinee lives to the end of the match). Scoped, so it
+        // has no slot during the close.
+        let mut opened = open_session(&app, &mut ws, &mut waits, ticket_user, conn, peer).await;
+        match &mut opened {
+            Ok(Opened {
+                session, joined, ..
+            }) => {
+                let _authenticated = Held::new(&app.metrics.sockets_authenticated);
+                let ending = session.run(&mut ws, &mut waits, joined).await;
+                log_ending(conn, &session.user, ending);
+                ending
+            }
+            // `open_session` logged it, with the ticket's user.
+            Err(ending) => *ending,
+        }
+        // Leaves the hub (the membership's `Drop`) here, before the close handshake.
+    };
     app.metrics.socket_closed(ending.reason());
     Box::pin(close::close(&mut ws, ending)).await;
+    drop(hold);
+}
+
+/// The WebSocket stream of a 101: the `TcpStream` itself, taken back from hyper's `Upgraded`.
+/// Served through `Upgraded`, every socket kept hyper's boxed stream and its rewind buffer, and
+/// every read and write went through one more dynamic call. What the client sent after its
+/// upgrade request, before it saw the 101, comes back with the stream (nearly always nothing).
+async fn accept(on_upgrade: OnUpgrade, app: &App) -> Option<WebSocketStream<TcpStream>> {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            tracing::debug!(%err, "upgrade did not complete");
+            return None;
+        }
+    };
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(Parts { io, read_buf, .. }) => {
+            // Copied out: the `Bytes` is a view of hyper's whole connection read buffer (8 KiB),
+            // which would otherwise live as long as the socket.
+            let early = read_buf.to_vec();
+            drop(read_buf);
+            let config = Some(app.ws_config);
+            let stream = io.into_inner();
+            Some(WebSocketStream::from_partially_read(stream, early, Role::Server, config).await)
+        }
+        // `startup::serve_connection` serves nothing but TCP streams, so this is a bug, named
+        // rather than served through a second code path that nothing would test.
+        Err(_) => {
+            tracing::error!("an upgraded connection was not a TCP stream; closing it");
+            None
+        }
+    }
 }
 
 /// The log line of a socket's end (the server's reasons at info, the peer's at debug).
@@ -111,6 +172,13 @@ fn log_ending(conn: ConnId, user: &str, ending: Ending) {
     }
 }
 
+/// What a socket waits on besides its stream and its inbox, pinned once in `serve`: its one timer
+/// (the `auth` deadline, then every deadline of the session) and the server's shutdown.
+struct Waits<'t, 'a> {
+    timer: Pin<&'t mut Sleep>,
+    shutdown: Pin<&'t mut WaitForCancellationFuture<'a>>,
+}
+
 /// An authenticated socket, joined to the hub, about to run its session.
 struct Opened<'a> {
     session: Session<'a>,
@@ -124,6 +192,7 @@ struct Opened<'a> {
 async fn open_session<'a, S>(
     app: &'a App,
     ws: &mut WebSocketStream<S>,
+    waits: &mut Waits<'_, '_>,
     ticket_user: String,
     conn: ConnId,
     peer: IpAddr,
@@ -134,7 +203,7 @@ where
     // Pings and pongs cost the server as much as data frames: one budget for the socket's life.
     let mut control = ControlBudget::new();
     let pending = Held::new(&app.metrics.sockets_pending);
-    let authenticated = await_auth(app, ws, &ticket_user, &mut control).await;
+    let authenticated = await_auth(app, ws, waits, &ticket_user, &mut control).await;
     drop(pending);
     let (claims, since) = authenticated.inspect_err(|ending| {
         app.metrics.auth_failed(ending.reason());
@@ -207,18 +276,19 @@ async fn check_token(app: &App, token: &str, user: &str) -> Result<Claims, Close
 async fn await_auth<S>(
     app: &App,
     ws: &mut WebSocketStream<S>,
+    waits: &mut Waits<'_, '_>,
     ticket_user: &str,
     control: &mut ControlBudget,
 ) -> Result<(Claims, Option<String>), Ending>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let deadline = Instant::now() + app.settings.auth.auth_timeout;
+    // `waits.timer` is set to the `auth` deadline.
     loop {
         let frame = tokio::select! {
             biased;
-            _ = app.shutdown.cancelled() => return Err(CloseReason::ServerShutdown.into()),
-            _ = sleep_until(deadline) => return Err(CloseReason::AuthTimeout.into()),
+            _ = waits.shutdown.as_mut() => return Err(CloseReason::ServerShutdown.into()),
+            _ = waits.timer.as_mut() => return Err(CloseReason::AuthTimeout.into()),
             frame = ws.next() => frame,
         };
         let text = match frame {
@@ -347,6 +417,7 @@ impl<'a> Session<'a> {
     async fn run<S>(
         &mut self,
         ws: &mut WebSocketStream<S>,
+        waits: &mut Waits<'_, '_>,
         joined: &mut crate::realtime::Joined,
     ) -> Ending
     where
@@ -376,14 +447,14 @@ impl<'a> Session<'a> {
             warn_at: Some(self.warning_time()),
             expire_at: self.token_deadline(),
         };
-        let timer = tokio::time::sleep_until(timers.next());
-        tokio::pin!(timer);
+        let timer = &mut waits.timer;
+        timer.as_mut().reset(timers.next());
 
         loop {
             tokio::select! {
                 biased;
-                _ = self.app.shutdown.cancelled() => return CloseReason::ServerShutdown.into(),
-                _ = &mut timer => {
+                _ = waits.shutdown.as_mut() => return CloseReason::ServerShutdown.into(),
+                _ = timer.as_mut() => {
                     let now = Instant::now();
                     if now >= timers.expire_at {
                         return CloseReason::TokenExpired.into();

@@ -285,6 +285,10 @@ impl Application {
             _ = shutdown => tracing::info!("shutdown requested"),
         }
         app.shutdown.cancel();
+        // Authenticated sockets hear of it from the hub, in their inbox: a wait on the token in
+        // each would cost every socket 72 bytes and a poll at every wake-up. A socket that joins
+        // after this sees the token cancelled (`ws::conn`); PENDING sockets wait on the token.
+        app.hub.kick_all(crate::realtime::Kick::Shutdown);
         app.tasks.close();
         let open = app.tasks.len();
         if tokio::time::timeout(SHUTDOWN_GRACE, app.tasks.wait())

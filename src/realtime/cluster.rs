@@ -523,6 +523,7 @@ impl Cluster {
         let kind = match kick {
             Kick::Revoked => 'R',
             Kick::Reconnect => 'C',
+            Kick::Shutdown => 'S',
         };
         let (target, value) = match what {
             Target::Token(jti) => ('t', jti),
@@ -807,10 +808,10 @@ impl Cluster {
             "x" => self.deleted(rest),
             "k" => {
                 let [kind, target, value] = split3(rest);
-                let kick = if kind == "C" {
-                    Kick::Reconnect
-                } else {
-                    Kick::Revoked
+                let kick = match kind {
+                    "C" => Kick::Reconnect,
+                    "S" => Kick::Shutdown,
+                    _ => Kick::Revoked,
                 };
                 let what = match target {
                     "t" => Target::Token(value),

@@ -964,7 +964,8 @@ impl Hub {
         sent
     }
 
-    /// Closes every socket here (the node lost the cluster's stream of events); how many.
+    /// Closes every socket here: with `Reconnect` when the node lost the cluster's stream of
+    /// events, with `Shutdown` when the server stops. How many.
     pub fn kick_all(&self, kick: Kick) -> usize {
         let mut state = self.state();
         kick_all(state.sockets.values_mut(), kick)

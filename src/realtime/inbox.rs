@@ -36,6 +36,8 @@ pub enum Kick {
     Revoked,
     /// The application's backend asked the client to reconnect.
     Reconnect,
+    /// The server is stopping.
+    Shutdown,
 }
 
 /// Why the socket must stop taking frames.

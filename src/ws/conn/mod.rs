@@ -23,7 +23,6 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::auth::Claims;
 use crate::clock::now_millis;
@@ -92,27 +91,24 @@ pub async fn serve<H>(
     let Some(mut ws) = Box::pin(accept(on_upgrade, &app)).await else {
         return;
     };
-    // The socket's one timer and its one wait for shutdown, made once and used by both phases (the
-    // wait for `auth`, then the session): each phase making its own would give this future a slot
-    // for each (112 + 72 bytes), and keep the PENDING phase from sharing the session's space.
-    let mut waits = Waits {
-        timer: pin!(sleep_until(Instant::now() + app.settings.auth.auth_timeout)),
-        shutdown: pin!(app.shutdown.cancelled()),
-    };
-    // Not boxed, unlike the other once-only steps: with the waits outside it, the PENDING phase is
+    // The socket's one timer, made once and used by both phases (the `auth` deadline, then every
+    // deadline of the session): each phase making its own would give this future a slot for each
+    // (112 bytes), and keep the PENDING phase from sharing the session's space.
+    let mut timer = pin!(sleep_until(Instant::now() + app.settings.auth.auth_timeout));
+    // Not boxed, unlike the other once-only steps: with the timer outside it, the PENDING phase is
     // smaller than the session it turns into and shares that space, so a PENDING socket holds no
     // allocation for it, and the test of this future's size bounds both phases.
     let ending = {
         // Bound, then used in place: moving the session out of the result would give it a second
         // slot in this future (a match's scrutinee lives to the end of the match). Scoped, so it
         // has no slot during the close.
-        let mut opened = open_session(&app, &mut ws, &mut waits, ticket_user, conn, peer).await;
+        let mut opened = open_session(&app, &mut ws, timer.as_mut(), ticket_user, conn, peer).await;
         match &mut opened {
             Ok(Opened {
                 session, joined, ..
             }) => {
                 let _authenticated = Held::new(&app.metrics.sockets_authenticated);
-                let ending = session.run(&mut ws, &mut waits, joined).await;
+                let ending = session.run(&mut ws, timer.as_mut(), joined).await;
                 log_ending(conn, &session.user, ending);
                 ending
             }
@@ -172,13 +168,6 @@ fn log_ending(conn: ConnId, user: &str, ending: Ending) {
     }
 }
 
-/// What a socket waits on besides its stream and its inbox, pinned once in `serve`: its one timer
-/// (the `auth` deadline, then every deadline of the session) and the server's shutdown.
-struct Waits<'t, 'a> {
-    timer: Pin<&'t mut Sleep>,
-    shutdown: Pin<&'t mut WaitForCancellationFuture<'a>>,
-}
-
 /// An authenticated socket, joined to the hub, about to run its session.
 struct Opened<'a> {
     session: Session<'a>,
@@ -192,7 +181,7 @@ struct Opened<'a> {
 async fn open_session<'a, S>(
     app: &'a App,
     ws: &mut WebSocketStream<S>,
-    waits: &mut Waits<'_, '_>,
+    timer: Pin<&mut Sleep>,
     ticket_user: String,
     conn: ConnId,
     peer: IpAddr,
@@ -203,7 +192,13 @@ where
     // Pings and pongs cost the server as much as data frames: one budget for the socket's life.
     let mut control = ControlBudget::new();
     let pending = Held::new(&app.metrics.sockets_pending);
-    let authenticated = await_auth(app, ws, waits, &ticket_user, &mut control).await;
+    let authenticated = match await_auth(app, ws, timer, &mut control).await {
+        Ok((token, since)) => match Box::pin(check_token(app, &token, &ticket_user)).await {
+            Ok(claims) => Ok((claims, since)),
+            Err(reason) => Err(reason.into()),
+        },
+        Err(ending) => Err(ending),
+    };
     drop(pending);
     let (claims, since) = authenticated.inspect_err(|ending| {
         app.metrics.auth_failed(ending.reason());
@@ -220,8 +215,15 @@ where
             log_ending(conn, &claims.sub, ending);
             ending
         })?;
+    // The hub tells its sockets of a shutdown (`startup`), once: a socket that joined after that
+    // sees the token cancelled here (the token is cancelled before the hub is told).
+    if app.shutdown.is_cancelled() {
+        let ending = Ending::Close(CloseReason::ServerShutdown);
+        log_ending(conn, &claims.sub, ending);
+        return Err(ending);
+    }
     Ok(Opened {
-        session: Session::new(app, conn, claims, control),
+        session: Session::new(app, conn, *claims, control),
         joined,
         _membership: membership,
     })
@@ -263,32 +265,36 @@ impl Drop for Membership<'_> {
 }
 
 /// Checks a socket token by the one token rule, and that it belongs to `user` (the ticket's user).
-async fn check_token(app: &App, token: &str, user: &str) -> Result<Claims, CloseReason> {
+/// The claims come boxed: held across the join, inline they would widen the PENDING phase, which
+/// must stay smaller than the session it shares its space with.
+async fn check_token(app: &App, token: &str, user: &str) -> Result<Box<Claims>, CloseReason> {
     let claims = crate::sessions::accept_token(app, token).await?;
     if claims.sub != user {
         return Err(CloseReason::TicketUserMismatch);
     }
-    Ok(claims)
+    Ok(Box::new(claims))
 }
 
-/// PENDING: waits for the first data frame, which must be `{"type":"auth","token":JWT}` of the ticket's
-/// user (with an optional `since` for `lobby`).
+/// PENDING: waits for the first data frame, which must be `{"type":"auth","token":JWT}` (with an
+/// optional `since` for `lobby`): its token and `since`.
 async fn await_auth<S>(
     app: &App,
     ws: &mut WebSocketStream<S>,
-    waits: &mut Waits<'_, '_>,
-    ticket_user: &str,
+    mut timer: Pin<&mut Sleep>,
     control: &mut ControlBudget,
-) -> Result<(Claims, Option<String>), Ending>
+) -> Result<(String, Option<String>), Ending>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // `waits.timer` is set to the `auth` deadline.
+    // `timer` is set to the `auth` deadline. Not in the hub yet, a PENDING socket waits on the
+    // shutdown token itself (this phase shares the session's space, so the wait costs nothing).
+    let shutdown = app.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         let frame = tokio::select! {
             biased;
-            _ = waits.shutdown.as_mut() => return Err(CloseReason::ServerShutdown.into()),
-            _ = waits.timer.as_mut() => return Err(CloseReason::AuthTimeout.into()),
+            _ = &mut shutdown => return Err(CloseReason::ServerShutdown.into()),
+            _ = timer.as_mut() => return Err(CloseReason::AuthTimeout.into()),
             frame = ws.next() => frame,
         };
         let text = match frame {
@@ -302,12 +308,9 @@ where
             Some(Ok(Message::Binary(_))) => return Err(CloseReason::BadRequest.into()),
             Some(Ok(Message::Text(text))) => text,
         };
-        let Ok(ClientFrame::Auth { token, since }) = ClientFrame::from_json(&text) else {
-            return Err(CloseReason::BadRequest.into());
-        };
-        return match Box::pin(check_token(app, &token, ticket_user)).await {
-            Ok(claims) => Ok((claims, since)),
-            Err(reason) => Err(reason.into()),
+        return match ClientFrame::from_json(&text) {
+            Ok(ClientFrame::Auth { token, since }) => Ok((token, since)),
+            _ => Err(CloseReason::BadRequest.into()),
         };
     }
 }
@@ -417,7 +420,7 @@ impl<'a> Session<'a> {
     async fn run<S>(
         &mut self,
         ws: &mut WebSocketStream<S>,
-        waits: &mut Waits<'_, '_>,
+        mut timer: Pin<&mut Sleep>,
         joined: &mut crate::realtime::Joined,
     ) -> Ending
     where
@@ -447,13 +450,11 @@ impl<'a> Session<'a> {
             warn_at: Some(self.warning_time()),
             expire_at: self.token_deadline(),
         };
-        let timer = &mut waits.timer;
         timer.as_mut().reset(timers.next());
 
         loop {
             tokio::select! {
                 biased;
-                _ = waits.shutdown.as_mut() => return CloseReason::ServerShutdown.into(),
                 _ = timer.as_mut() => {
                     let now = Instant::now();
                     if now >= timers.expire_at {

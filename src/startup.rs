@@ -288,7 +288,7 @@ impl Application {
         // Authenticated sockets hear of it from the hub, in their inbox: a wait on the token in
         // each would cost every socket 72 bytes and a poll at every wake-up. A socket that joins
         // after this sees the token cancelled (`ws::conn`); PENDING sockets wait on the token.
-        app.hub.kick_all(crate::realtime::Kick::Shutdown);
+        app.hub.shut_down();
         app.tasks.close();
         let open = app.tasks.len();
         if tokio::time::timeout(SHUTDOWN_GRACE, app.tasks.wait())

@@ -523,7 +523,6 @@ impl Cluster {
         let kind = match kick {
             Kick::Revoked => 'R',
             Kick::Reconnect => 'C',
-            Kick::Shutdown => 'S',
         };
         let (target, value) = match what {
             Target::Token(jti) => ('t', jti),
@@ -808,10 +807,10 @@ impl Cluster {
             "x" => self.deleted(rest),
             "k" => {
                 let [kind, target, value] = split3(rest);
-                let kick = match kind {
-                    "C" => Kick::Reconnect,
-                    "S" => Kick::Shutdown,
-                    _ => Kick::Revoked,
+                let kick = if kind == "C" {
+                    Kick::Reconnect
+                } else {
+                    Kick::Revoked
                 };
                 let what = match target {
                     "t" => Target::Token(value),

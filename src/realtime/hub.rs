@@ -964,11 +964,18 @@ impl Hub {
         sent
     }
 
-    /// Closes every socket here: with `Reconnect` when the node lost the cluster's stream of
-    /// events, with `Shutdown` when the server stops. How many.
+    /// Closes every socket here (the node lost the cluster's stream of events); how many.
     pub fn kick_all(&self, kick: Kick) -> usize {
         let mut state = self.state();
         kick_all(state.sockets.values_mut(), kick)
+    }
+
+    /// Tells every socket here that the server is stopping (each closes 1001, unless it was
+    /// already kicked or overflowed: that reason stands).
+    pub fn shut_down(&self) {
+        for socket in self.state().sockets.values() {
+            socket.inbox.shut_down();
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! One socket's inbox: frames the hub addressed to it, bounded, waiting for its writer; and the
-//! hub's request to close it (a kick: revocation, reconnect).
+//! hub's request to close it (a kick: revocation, reconnect; or the server's shutdown).
 //!
 //! Why not channels: a tokio `mpsc` allocates a block of slots per channel up front, and a
 //! `oneshot` for the kick is one more allocation, both carried by every idle socket; this inbox is
@@ -26,6 +26,9 @@ struct State {
     replayed: u32,
     overflowed: bool,
     kick: Option<Kick>,
+    /// The server is stopping. Apart from `kick`: a kick can come from another node, a shutdown
+    /// only from this one.
+    shutdown: bool,
     waker: Option<Waker>,
 }
 
@@ -36,8 +39,6 @@ pub enum Kick {
     Revoked,
     /// The application's backend asked the client to reconnect.
     Reconnect,
-    /// The server is stopping.
-    Shutdown,
 }
 
 /// Why the socket must stop taking frames.
@@ -47,6 +48,8 @@ pub enum Closing {
     Overflowed,
     /// The hub kicked it.
     Kicked(Kick),
+    /// The server is stopping.
+    Shutdown,
 }
 
 /// The socket fell more than its capacity behind.
@@ -112,10 +115,22 @@ impl Inbox {
         true
     }
 
-    /// Ready when frames wait, the inbox overflowed, or the socket was kicked.
+    /// Asks the socket to close because the server is stopping.
+    pub fn shut_down(&self) {
+        let waker = {
+            let mut state = self.state();
+            state.shutdown = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Ready when frames wait, the inbox overflowed, or the socket was kicked or shut down.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.state();
-        if state.overflowed || state.kick.is_some() || !state.frames.is_empty() {
+        if state.overflowed || state.kick.is_some() || state.shutdown || !state.frames.is_empty() {
             return Poll::Ready(());
         }
         match &state.waker {
@@ -139,6 +154,9 @@ impl Inbox {
         }
         if state.overflowed {
             return Err(Closing::Overflowed);
+        }
+        if state.shutdown {
+            return Err(Closing::Shutdown);
         }
         state.replayed = 0;
         Ok(std::mem::take(&mut state.frames))
@@ -201,6 +219,25 @@ mod tests {
         assert!(inbox.kick(Kick::Reconnect));
         assert!(!inbox.kick(Kick::Revoked), "the first kick wins");
         assert_eq!(inbox.take(), Err(Closing::Kicked(Kick::Reconnect)));
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_wakes_the_socket_and_a_kick_before_it_stands() {
+        let inbox = std::sync::Arc::new(Inbox::default());
+        let waiter = {
+            let inbox = inbox.clone();
+            tokio::spawn(async move {
+                inbox.ready().await;
+                inbox.take()
+            })
+        };
+        tokio::task::yield_now().await;
+        inbox.shut_down();
+        assert_eq!(waiter.await.unwrap(), Err(Closing::Shutdown));
+        let kicked = Inbox::default();
+        kicked.kick(Kick::Revoked);
+        kicked.shut_down();
+        assert_eq!(kicked.take(), Err(Closing::Kicked(Kick::Revoked)));
     }
 
     #[tokio::test]

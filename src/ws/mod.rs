@@ -60,7 +60,6 @@ impl From<Kick> for CloseReason {
         match kick {
             Kick::Revoked => CloseReason::TokenRevoked,
             Kick::Reconnect => CloseReason::Reconnect,
-            Kick::Shutdown => CloseReason::ServerShutdown,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! What a hostile or broken client tries: frames that break RFC 6455, control-frame floods, and a
-//! reader that stalls in the middle of a frame. Each test failed before its fix.
+//! reader that stalls in the middle of a frame, a client that does not wait for the 101. Each test
+//! failed before its fix, except the last, which guards the stream taken back from hyper.
 
 use std::time::{Duration, Instant};
 

@@ -76,7 +76,7 @@ impl From<CloseReason> for Ending {
 /// store and JWT work, the join with its engine and Redis calls, the close handshake) runs boxed:
 /// on the heap while it runs, gone after. What stays is the stream, the session loop, and guards.
 /// The arguments of an async fn keep their slots for its whole life, even once moved, so this is
-/// the socket's one async fn with arguments by value (a second level, as `ws::spawn` once had,
+/// the socket's one async fn with arguments by value (a second level, `ws::socket_task` before,
 /// kept a second copy of each), and the stream is a local, made by `accept`.
 pub async fn serve<H>(
     app: Arc<App>,
@@ -211,7 +211,12 @@ where
     let (joined, membership) = Box::pin(Membership::join(app, conn, &claims, since.as_deref()))
         .await
         .map_err(|_| {
-            let ending = Ending::Close(CloseReason::ClusterUnavailable);
+            // In a cluster the join waits on the node's dispatch, which stops at shutdown.
+            let ending = Ending::Close(if app.shutdown.is_cancelled() {
+                CloseReason::ServerShutdown
+            } else {
+                CloseReason::ClusterUnavailable
+            });
             log_ending(conn, &claims.sub, ending);
             ending
         })?;
@@ -492,6 +497,7 @@ impl<'a> Session<'a> {
                     }
                     Err(Closing::Overflowed) => return CloseReason::SlowConsumer.into(),
                     Err(Closing::Kicked(kick)) => return CloseReason::from(kick).into(),
+                    Err(Closing::Shutdown) => return CloseReason::ServerShutdown.into(),
                 },
                 frame = ws.next() => {
                     self.last_heard = Instant::now();

@@ -221,17 +221,24 @@ mod tests {
         assert_eq!(inbox.take(), Err(Closing::Kicked(Kick::Reconnect)));
     }
 
+    /// A task waiting on `inbox` as a socket does (already waiting when this returns), and what
+    /// it takes once woken.
+    async fn waiting_socket(
+        inbox: &std::sync::Arc<Inbox>,
+    ) -> tokio::task::JoinHandle<Result<Vec<Utf8Bytes>, Closing>> {
+        let inbox = inbox.clone();
+        let waiter = tokio::spawn(async move {
+            inbox.ready().await;
+            inbox.take()
+        });
+        tokio::task::yield_now().await;
+        waiter
+    }
+
     #[tokio::test]
     async fn a_shutdown_wakes_the_socket_and_a_kick_before_it_stands() {
         let inbox = std::sync::Arc::new(Inbox::default());
-        let waiter = {
-            let inbox = inbox.clone();
-            tokio::spawn(async move {
-                inbox.ready().await;
-                inbox.take()
-            })
-        };
-        tokio::task::yield_now().await;
+        let waiter = waiting_socket(&inbox).await;
         inbox.shut_down();
         assert_eq!(waiter.await.unwrap(), Err(Closing::Shutdown));
         let kicked = Inbox::default();
@@ -243,15 +250,8 @@ mod tests {
     #[tokio::test]
     async fn a_push_wakes_the_waiting_socket() {
         let inbox = std::sync::Arc::new(Inbox::default());
-        let waiter = {
-            let inbox = inbox.clone();
-            tokio::spawn(async move {
-                inbox.ready().await;
-                inbox.take().unwrap().len()
-            })
-        };
-        tokio::task::yield_now().await;
+        let waiter = waiting_socket(&inbox).await;
         inbox.push("x".into(), 8);
-        assert_eq!(waiter.await.unwrap(), 1);
+        assert_eq!(waiter.await.unwrap().unwrap().len(), 1);
     }
 }

@@ -206,27 +206,22 @@ where
     })?;
     tracing::Span::current().record("user", claims.sub.as_str());
     tracing::info!(conn, %peer, user = %claims.sub, "socket authenticated");
-    // Boxed, like the token check: a PENDING socket holds this future while it waits for its
-    // first frame, and should hold no more than that wait needs.
-    let (joined, membership) = Box::pin(Membership::join(app, conn, &claims, since.as_deref()))
-        .await
-        .map_err(|_| {
-            // In a cluster the join waits on the node's dispatch, which stops at shutdown.
-            let ending = Ending::Close(if app.shutdown.is_cancelled() {
-                CloseReason::ServerShutdown
-            } else {
-                CloseReason::ClusterUnavailable
-            });
-            log_ending(conn, &claims.sub, ending);
-            ending
-        })?;
-    // The hub tells its sockets of a shutdown (`startup`), once: a socket that joined after that
-    // sees the token cancelled here (the token is cancelled before the hub is told).
-    if app.shutdown.is_cancelled() {
-        let ending = Ending::Close(CloseReason::ServerShutdown);
+    // Boxed, like the token check: inline, the join (the engine, Redis) would widen this phase
+    // past the session whose space it shares.
+    let joined = Box::pin(Membership::join(app, conn, &claims, since.as_deref())).await;
+    // The hub tells its sockets of a shutdown once (`startup`), after the token is cancelled: a
+    // socket that joined after that round sees the token here. So does a join that failed because
+    // the node is stopping (in a cluster it waits on the node's dispatch, which stops at shutdown).
+    let refuse = |reason| {
+        let ending = Ending::Close(reason);
         log_ending(conn, &claims.sub, ending);
-        return Err(ending);
-    }
+        ending
+    };
+    let (joined, membership) = match joined {
+        _ if app.shutdown.is_cancelled() => return Err(refuse(CloseReason::ServerShutdown)),
+        Ok(joined) => joined,
+        Err(_) => return Err(refuse(CloseReason::ClusterUnavailable)),
+    };
     Ok(Opened {
         session: Session::new(app, conn, *claims, control),
         joined,

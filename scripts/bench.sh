@@ -355,7 +355,9 @@ else
   # Rooms: 10,000 sockets either way, 10,000 deliveries/s either way: 1,000 rooms of 10 (one
   # sender per room, 1 msg/s each), or one room of 1,000 (10 senders, 10 msg/s in all) beside
   # 9,000 sockets in no room. The CPU per delivery should not depend on how many sockets the node
-  # holds, only on the room's.
+  # holds, only on the room's. (The pair also differs in frames per socket: 1/s in rooms of 10,
+  # 10/s in the room of 1,000. `rooms-size-1000` below has rooms-small's 1/s; the report shows
+  # that pair too. docs/benchmarks.md, "The rooms ratio".)
   run rooms-small 4 fanout --sockets 10000 --rooms 1000 --rate 1000 --duration 10
   run rooms-big 4 fanout --sockets 1000 --rooms 1 --senders 10 --rate 10 --duration 10 \
     --idle-sockets 9000

@@ -258,6 +258,20 @@ fn paired_targets(runs: &[Value]) -> Vec<(String, String, Option<bool>)> {
             ));
         }
     }
+    // The target's pair differs in two things at once: the room's size, and how often each socket
+    // gets a frame (1/s in rooms of 10, 10/s in the room of 1,000), which changes what the
+    // loopback's TCP does per send (docs/benchmarks.md). Rooms of 1,000 at 1 frame/s per socket,
+    // with the same sockets and deliveries/s, differ from `rooms-small` in the room's size only.
+    if let (Some(small), Some(same_rate)) = (by("rooms-small"), by("rooms-size-1000")) {
+        let key = "server_cpu_us_per_delivery";
+        let (a, b) = (quiet(small, key), quiet(same_rate, key));
+        rows.push((
+            "rooms: the same against 10 rooms of 1,000, 1 frame/s per socket as in rooms of 10 (no target)"
+                .into(),
+            format!("{} vs {} µs = {}×", f(a, 2), f(b, 2), f(ratio(a, b), 2)),
+            None,
+        ));
+    }
     // (The memory of a room subscription is in `figures`, as the median of the repeats.)
     if let Some(lobby) = by("idle-10k") {
         let lobby_kib = num(&lobby["server_rss_kib_per_socket"]);
@@ -519,6 +533,35 @@ mod tests {
         // (4.4 − 3.4) KiB over 10 rooms = 102 B each.
         assert_eq!(measured, "102 (1 run) B");
         assert_eq!(*met, Some(true));
+    }
+
+    fn fanout(label: &str, cpu: f64, user: f64) -> Value {
+        json!({"workload": "fanout", "label": label, "phases": [{"phase": "quiet",
+            "server_cpu_us_per_delivery": cpu, "server_user_cpu_us_per_delivery": user}]})
+    }
+
+    #[test]
+    fn the_rooms_pair_is_a_target_and_the_same_rate_pair_is_shown_beside_it() {
+        let runs = vec![
+            fanout("rooms-small", 28.0, 6.0),
+            fanout("rooms-big", 12.5, 3.0),
+            fanout("rooms-size-1000", 20.0, 5.0),
+        ];
+        let rows = paired_targets(&runs);
+        assert_eq!(rows[0].1, "28.00 vs 12.50 µs = 2.24×");
+        assert_eq!(rows[0].2, Some(false));
+        assert_eq!(rows[1].1, "6.00 vs 3.00 µs = 2.00×");
+        let (target, measured, met) = &rows[2];
+        assert!(target.contains("10 rooms of 1,000"), "{target}");
+        assert_eq!(measured, "28.00 vs 20.00 µs = 1.40×");
+        assert_eq!(*met, None, "not the issue's target");
+        let without = paired_targets(&runs[..2]);
+        assert!(
+            without
+                .iter()
+                .all(|(t, _, _)| !t.contains("10 rooms of 1,000")),
+            "no row without its runs"
+        );
     }
 
     #[test]

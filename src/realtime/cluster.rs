@@ -99,8 +99,8 @@ struct Inner {
     /// The node id of the current generation (see the module doc).
     node: Mutex<Arc<str>>,
     generation: AtomicU64,
-    /// Subscriptions waiting for their answer, by token.
-    pending: Mutex<HashMap<u64, Pending>>,
+    /// Subscriptions waiting for their answer.
+    pending: Waiters,
     next_token: AtomicU64,
     /// The stream of frames may have a gap (a dropped connection, an overflow) not yet repaired.
     /// While it is set, no frame is delivered to a socket: a socket's last id stays before the gap,
@@ -133,6 +133,49 @@ struct Pending {
     epoch: u64,
     announce: bool,
     reply: oneshot::Sender<Result<Snapshot, SubscribeError>>,
+}
+
+/// The subscriptions waiting for the dispatcher's answer, by token. Closed when the dispatcher
+/// returns: nothing would answer any more, so every waiter is told at once (and a stopping node's
+/// sockets close at once) instead of at `ANSWER_TIMEOUT`.
+#[derive(Default)]
+struct Waiters(Mutex<WaitersState>);
+
+#[derive(Default)]
+struct WaitersState {
+    closed: bool,
+    by_token: HashMap<u64, Pending>,
+}
+
+impl Waiters {
+    fn state(&self) -> std::sync::MutexGuard<'_, WaitersState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a waiter; `false` once the dispatcher has returned.
+    fn add(&self, token: u64, pending: Pending) -> bool {
+        let mut state = self.state();
+        if state.closed {
+            return false;
+        }
+        state.by_token.insert(token, pending);
+        true
+    }
+
+    /// The waiter of `token`, if it is still waiting.
+    fn take(&self, token: u64) -> Option<Pending> {
+        self.state().by_token.remove(&token)
+    }
+
+    /// Refuses new waiters and fails the waiting ones: a dropped reply ends its `answer` at once.
+    fn close(&self) {
+        let waiting = {
+            let mut state = self.state();
+            state.closed = true;
+            std::mem::take(&mut state.by_token)
+        };
+        drop(waiting);
+    }
 }
 
 /// The answer of `scripts::SUBSCRIBE`.
@@ -202,7 +245,7 @@ impl Cluster {
             process,
             node: Mutex::new(node),
             generation: AtomicU64::new(0),
-            pending: Mutex::new(HashMap::new()),
+            pending: Waiters::default(),
             next_token: AtomicU64::new(1),
             lost: AtomicBool::new(false),
             losses: AtomicU64::new(0),
@@ -378,18 +421,15 @@ impl Cluster {
         }
         let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                token,
-                Pending {
-                    epoch,
-                    announce,
-                    reply,
-                },
-            );
+        let waiting = Pending {
+            epoch,
+            announce,
+            reply,
+        };
+        // Before the script runs: a node that no longer dispatches must not register the socket.
+        if !self.inner.pending.add(token, waiting) {
+            return Err(SubscribeError::Unavailable);
+        }
         let node = self.node();
         let since_given = since_arg
             .as_deref()
@@ -437,11 +477,7 @@ impl Cluster {
     }
 
     fn forget(&self, token: u64) -> Option<Pending> {
-        self.inner
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&token)
+        self.inner.pending.take(token)
     }
 
     /// Unsubscribes a socket (`unsubscribed`, reason `requested`).
@@ -740,9 +776,9 @@ impl Cluster {
             let push = tokio::select! {
                 push = inbound.recv() => match push {
                     Some(push) => push,
-                    None => return,
+                    None => break,
                 },
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
             };
             match push.kind {
                 PushKind::Message => {
@@ -765,6 +801,7 @@ impl Cluster {
                 self.mark_lost("the node fell behind the cluster's stream");
             }
         }
+        self.inner.pending.close();
     }
 
     /// Applies one frame of the bus or of this node's channel to the hub.
@@ -939,4 +976,46 @@ fn random_id() -> String {
     use rand::Rng;
     let bytes: [u8; 8] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot::error::TryRecvError;
+
+    fn waiter() -> (Pending, oneshot::Receiver<Result<Snapshot, SubscribeError>>) {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            epoch: 0,
+            announce: true,
+            reply,
+        };
+        (pending, answer)
+    }
+
+    #[test]
+    fn closed_waiters_fail_every_wait_at_once_and_refuse_new_ones() {
+        let waiters = Waiters::default();
+        let (first, mut first_answer) = waiter();
+        let (second, mut second_answer) = waiter();
+        assert!(waiters.add(1, first));
+        assert!(waiters.add(2, second));
+        let taken = waiters.take(2);
+        assert!(taken.is_some(), "a waiter is there until taken");
+        assert!(waiters.take(2).is_none(), "and taken once");
+        assert!(matches!(first_answer.try_recv(), Err(TryRecvError::Empty)));
+
+        waiters.close();
+        assert!(
+            matches!(first_answer.try_recv(), Err(TryRecvError::Closed)),
+            "the waiting one is told now, not at its timeout"
+        );
+        // The one taken before the close is the dispatcher's to answer: untouched.
+        assert!(matches!(second_answer.try_recv(), Err(TryRecvError::Empty)));
+        drop(taken);
+        let (late, mut late_answer) = waiter();
+        assert!(!waiters.add(3, late), "nothing would answer it");
+        assert!(matches!(late_answer.try_recv(), Err(TryRecvError::Closed)));
+        assert!(waiters.take(1).is_none());
+    }
 }

@@ -211,7 +211,7 @@ where
     let joined = Box::pin(Membership::join(app, conn, &claims, since.as_deref())).await;
     // The hub tells its sockets of a shutdown once (`startup`), after the token is cancelled: a
     // socket that joined after that round sees the token here. So does a join that failed because
-    // the node is stopping (in a cluster it waits on the node's dispatch, which stops at shutdown).
+    // the node is stopping (in a cluster, the dispatcher fails its waiting joins when it stops).
     let refuse = |reason| {
         let ending = Ending::Close(reason);
         log_ending(conn, &claims.sub, ending);

@@ -782,9 +782,9 @@ impl Cluster {
                 push = inbound.recv() => match push {
                     Some(push) => push,
                     None => {
-                        // Not at shutdown: the connection manager that feeds it is gone.
+                        // Cannot happen while `self` holds the connection manager that feeds it;
+                        // said loudly if it ever does (the next heartbeat would not notice).
                         tracing::error!("the cluster's inbound channel closed: this node receives nothing more");
-                        self.inner.reachable.store(false, Ordering::SeqCst);
                         break;
                     }
                 },

@@ -17,7 +17,9 @@
 # Environment: BENCH_CLOSE=reply|send (how the tool closes sockets, default reply: wait for the
 # server's close frame as RFC 6455 clients do), BENCH_PIN=0 (no taskset), BENCH_RUST_LOG (server log
 # filter, default info), BENCH_SERVER (the server binary to measure, default this tree's release
-# build: for before/after comparisons), BENCH_MAX_NOISE (default 10: a run during which
+# build: for before/after comparisons), BENCH_FLOOR=1 (each CPU run of wsgate is followed by the same
+# run against `wsgate-floor`, labelled floor-LABEL: the same exchanges with no application logic,
+# the floor of these libraries on this machine; docs/benchmarks.md), BENCH_MAX_NOISE (default 10: a run during which
 # other processes used more than this % of a core is repeated, up to 3 attempts; SecantusDB, Redis
 # and nginx are the workload's own helpers, whose CPU the tool reports apart and does not count).
 #
@@ -61,6 +63,7 @@ fi
 # BENCH_SERVER: another server binary (a before/after comparison); the tool is always this tree's.
 server_bin="${BENCH_SERVER:-target/$profile/wsgate}"
 bench_bin="target/$profile/wsgate-bench"
+floor_bin="target/$profile/wsgate-floor"
 
 pin_server=()
 pin_bench=()
@@ -123,10 +126,14 @@ ensure_mongo() {
 # start_cluster LABEL: redis-server, three nodes on it and on SecantusDB, nginx in front. Sets
 # `addr` (the first node), `server_pid` (every node, comma-separated), `nodes_args` and `front`.
 start_cluster() {
-  local label=$1 redis_port front_port dir i
+  local label=$1 redis_port front_port dir i redis_bin nginx_bin
   ensure_mongo
+  # Installed (on a fresh machine) before anything starts: inside a background command, the
+  # install would run against the readiness waits below.
+  redis_bin=$(scripts/cluster-tools.sh bin redis-server)
+  nginx_bin=$(scripts/cluster-tools.sh bin nginx)
   redis_port=$(free_port)
-  "${pin_bench[@]}" "$(scripts/cluster-tools.sh bin redis-server)" --bind 127.0.0.1 \
+  "${pin_bench[@]}" "$redis_bin" --bind 127.0.0.1 \
     --port "$redis_port" --save '' --appendonly no >"$out/redis-$label.log" 2>&1 &
   redis_pid=$!
   for i in $(seq 1 101); do
@@ -155,7 +162,7 @@ start_cluster() {
   front_port=$(free_port)
   echo "listen 127.0.0.1:$front_port;" >"$dir/wsgate-listen.conf"
   printf 'server %s;\n' "${addrs[@]}" >"$dir/wsgate-upstreams.conf"
-  "${pin_bench[@]}" "$(scripts/cluster-tools.sh bin nginx)" -p "$dir" -c "$dir/nginx.conf" \
+  "${pin_bench[@]}" "$nginx_bin" -p "$dir" -c "$dir/nginx.conf" \
     -g 'daemon off;' >"$out/nginx-$label.log" 2>&1 &
   nginx_pid=$!
   front=127.0.0.1:$front_port
@@ -257,6 +264,22 @@ run() {
   measured "$label" "start_server $cost" stop_server bench "$label" "$@"
 }
 
+# run_with_floor LABEL BCRYPT_COST WORKLOAD ARGS…: `run`, then with BENCH_FLOOR=1 the same against
+# wsgate-floor as floor-LABEL (selected with LABEL).
+run_with_floor() {
+  local label=$1
+  run "$@"
+  shift
+  if [ "${BENCH_FLOOR:-0}" = 1 ] && selected "$label"; then
+    local saved_bin=$server_bin saved_only=$only
+    server_bin=$floor_bin
+    only=""
+    run "floor-$label" "$@"
+    server_bin=$saved_bin
+    only=$saved_only
+  fi
+}
+
 # run_on_mongodb LABEL BCRYPT_COST WORKLOAD ARGS…: `run` with the server on SecantusDB (the MongoDB
 # wire protocol; started once, on the other CPU than the server's).
 run_on_mongodb() {
@@ -311,6 +334,15 @@ if [ "$mode" = smoke ]; then
   smoke smoke-idle-pending idle --sockets 20 --hold 1 --settle 0.2 --pending
   smoke smoke-login login --workers 1 --logins 5 --max-secs 30
   stop_server
+  # The floor server (BENCH_FLOOR) answers the same workloads.
+  saved_bin=$server_bin
+  server_bin=$floor_bin
+  start_server 4 smoke-floor
+  smoke smoke-floor-handshake handshake --workers 2 --cycles 3 --warmup 1 --max-secs 30
+  smoke smoke-floor-fanout-room fanout --sockets 10 --rooms 1 --senders 2 --rate 10 --duration 1 \
+    --warmup 0 --idle-sockets 10
+  stop_server
+  server_bin=$saved_bin
   start_cluster smoke-cluster
   for via in direct nginx; do
     if ! cluster_bench "smoke-cluster-$via" "$via" fanout --sockets 30 --senders 3 --rate 20 \
@@ -335,15 +367,15 @@ else
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), repeat $repeat" | tee -a "$results"
   # Handshakes: 50 workers, ~10 s. `reply` closes as browsers do; `send` does not wait for the
   # server's close frame, so it shows handshake capacity even when close replies are slow.
-  run handshake 4 handshake --workers 50 --cycles 700 --max-secs 15
+  run_with_floor handshake 4 handshake --workers 50 --cycles 700 --max-secs 15
   run handshake-send 4 handshake --workers 50 --cycles 700 --max-secs 15 --close send
   # Chart: handshake latency against concurrency (50 workers is `handshake`).
   for workers in 10 25 100; do
     run "handshake-workers-$workers" 4 handshake --workers "$workers" --cycles $((35000 / workers)) --max-secs 15
   done
   # Fan-out: 1,000 sockets, full rate (window-bound), then 20 messages/s in total (20,000 deliveries/s).
-  run fanout-full 4 fanout --sockets 1000 --senders 10 --window 4 --duration 10
-  run fanout-20 4 fanout --sockets 1000 --senders 10 --rate 20 --duration 10
+  run_with_floor fanout-full 4 fanout --sockets 1000 --senders 10 --window 4 --duration 10
+  run_with_floor fanout-20 4 fanout --sockets 1000 --senders 10 --rate 20 --duration 10
   # Chart: CPU per delivery against rate (20 msg/s is `fanout-20`).
   for rate in 5 10 40 80; do
     run "fanout-rate-$rate" 4 fanout --sockets 1000 --senders 10 --rate "$rate" --duration 10
@@ -358,13 +390,13 @@ else
   # holds, only on the room's. (The pair also differs in frames per socket: 1/s in rooms of 10,
   # 10/s in the room of 1,000. `rooms-size-1000` below has rooms-small's 1/s; the report shows
   # that pair too. docs/benchmarks.md, "The rooms ratio".)
-  run rooms-small 4 fanout --sockets 10000 --rooms 1000 --rate 1000 --duration 10
-  run rooms-big 4 fanout --sockets 1000 --rooms 1 --senders 10 --rate 10 --duration 10 \
+  run_with_floor rooms-small 4 fanout --sockets 10000 --rooms 1000 --rate 1000 --duration 10
+  run_with_floor rooms-big 4 fanout --sockets 1000 --rooms 1 --senders 10 --rate 10 --duration 10 \
     --idle-sockets 9000
   # Chart: CPU per delivery against room size, 10,000 sockets and 10,000 deliveries/s throughout
   # (rooms of 10 are `rooms-small`).
   run rooms-size-100 4 fanout --sockets 10000 --rooms 100 --rate 100 --duration 10
-  run rooms-size-1000 4 fanout --sockets 10000 --rooms 10 --rate 10 --duration 10
+  run_with_floor rooms-size-1000 4 fanout --sockets 10000 --rooms 10 --rate 10 --duration 10
   # Idle memory: a fresh server per size (the chart of RSS against sockets).
   run idle-1k 4 idle --sockets 1000 --hold 10
   run idle-5k 4 idle --sockets 5000 --hold 10

@@ -445,6 +445,14 @@ fn figures(runs: &[Value]) -> Vec<(String, String, Option<bool>)> {
             ));
         }
     }
+    if let Some((small, big, ratio)) = median_ratio(runs, "rooms-small", "rooms-big") {
+        rows.push((
+            "rooms: CPU/delivery, 1,000 rooms of 10 (rooms-small) ≤ 1.5× one room of 1,000 (rooms-big)"
+                .into(),
+            format!("{small:.2} vs {big:.2} µs (medians) = {ratio:.2}×"),
+            Some(ratio <= 1.5),
+        ));
+    }
     let (single, _) = spread(&values(runs, "fanout-20-mongodb", cpu), 3);
     if let Some(single) = single.filter(|s| *s > 0.0) {
         let ratios: Vec<f64> = values(runs, "cluster-fanout-20", cpu)
@@ -458,6 +466,117 @@ fn figures(runs: &[Value]) -> Vec<(String, String, Option<bool>)> {
                 format!("{text}×"),
                 median.map(|m| m <= 1.5),
             ));
+        }
+    }
+    rows
+}
+
+/// Reads one figure of a run.
+type Getter = dyn Fn(&Value) -> Option<f64>;
+
+/// The rooms ratio of the figures' medians: `small` over `big`, µs per delivery.
+fn median_ratio(runs: &[Value], small: &str, big: &str) -> Option<(f64, f64, f64)> {
+    let cpu = |r: &Value| num(&phase(r, "quiet")["server_cpu_us_per_delivery"]);
+    let (a, _) = spread(&values(runs, small, cpu), 2);
+    let (b, _) = spread(&values(runs, big, cpu), 2);
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some((a, b, a / b)),
+        _ => None,
+    }
+}
+
+/// wsgate beside `wsgate-floor` (`BENCH_FLOOR=1`: each run of LABEL followed by floor-LABEL, the
+/// same exchanges with no application logic): (figure, wsgate, floor, wsgate ÷ floor) rows, each
+/// the median of the repeats with its spread. A target under the floor's figure cannot be met by
+/// work in wsgate on this machine.
+fn floor_rows(runs: &[Value]) -> Vec<[String; 4]> {
+    let quiet = |key: &'static str| move |r: &Value| num(&phase(r, "quiet")[key]);
+    let p99 = |r: &Value| num(&phase(r, "quiet")["latency_ms"]["p99"]);
+    let handshake = |r: &Value| num(&r["server_cpu_us_per_handshake"]);
+    let cpu = quiet("server_cpu_us_per_delivery");
+    let user = quiet("server_user_cpu_us_per_delivery");
+    let figures: [(&str, &str, &Getter, &str, usize); 9] = [
+        (
+            "server CPU per full handshake",
+            "handshake",
+            &handshake,
+            "µs",
+            1,
+        ),
+        ("CPU per delivery, full rate", "fanout-full", &cpu, "µs", 3),
+        (
+            "CPU per delivery, 1,000 × 20 msg/s",
+            "fanout-20",
+            &cpu,
+            "µs",
+            2,
+        ),
+        ("  of it user mode", "fanout-20", &user, "µs", 2),
+        ("delivery p99, 1,000 × 20 msg/s", "fanout-20", &p99, "ms", 2),
+        (
+            "CPU per delivery, 1,000 rooms of 10",
+            "rooms-small",
+            &cpu,
+            "µs",
+            2,
+        ),
+        (
+            "CPU per delivery, one room of 1,000",
+            "rooms-big",
+            &cpu,
+            "µs",
+            2,
+        ),
+        (
+            "CPU per delivery, 10 rooms of 1,000",
+            "rooms-size-1000",
+            &cpu,
+            "µs",
+            2,
+        ),
+        ("  rooms of 10, user mode", "rooms-small", &user, "µs", 2),
+    ];
+    let mut rows = Vec::new();
+    for (name, label, get, unit, digits) in figures {
+        let ours = values(runs, label, get);
+        let floor = values(runs, &format!("floor-{label}"), get);
+        if ours.is_empty() || floor.is_empty() {
+            continue;
+        }
+        let (a, a_text) = spread(&ours, digits);
+        let (b, b_text) = spread(&floor, digits);
+        let ratio = match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+            _ => "-".into(),
+        };
+        rows.push([
+            format!("{name} ({label})"),
+            format!("{a_text} {unit}"),
+            format!("{b_text} {unit}"),
+            ratio,
+        ]);
+    }
+    for (name, small, big) in [
+        (
+            "rooms ratio: rooms of 10 ÷ one room of 1,000",
+            "rooms-small",
+            "rooms-big",
+        ),
+        (
+            "rooms ratio: rooms of 10 ÷ 10 rooms of 1,000",
+            "rooms-small",
+            "rooms-size-1000",
+        ),
+    ] {
+        let ours = median_ratio(runs, small, big);
+        let floor = median_ratio(runs, &format!("floor-{small}"), &format!("floor-{big}"));
+        if let (Some((_, _, a)), Some((_, _, b))) = (ours, floor) {
+            rows.push([
+                name.into(),
+                format!("{a:.2}× (medians)"),
+                format!("{b:.2}× (medians)"),
+                format!("{:.2}×", a / b),
+            ]);
         }
     }
     rows
@@ -500,6 +619,16 @@ pub fn run(files: &[std::path::PathBuf]) -> Result<bool> {
     }
     if !v2.is_empty() {
         v2.print();
+    }
+    let mut floor = Table::new(
+        "wsgate beside wsgate-floor (same workloads, no application logic; median and spread)",
+        &["figure", "wsgate", "floor", "wsgate ÷ floor"],
+    );
+    for row in floor_rows(&runs) {
+        floor.row(row.to_vec());
+    }
+    if !floor.is_empty() {
+        floor.print();
     }
     Ok(all_met)
 }
@@ -562,6 +691,45 @@ mod tests {
                 .all(|(t, _, _)| !t.contains("10 rooms of 1,000")),
             "no row without its runs"
         );
+    }
+
+    #[test]
+    fn the_floor_table_sets_each_figure_beside_the_floors_and_the_rooms_ratios_of_medians() {
+        let runs = vec![
+            fanout("rooms-small", 9.0, 3.0),
+            fanout("rooms-small", 10.0, 3.0),
+            fanout("rooms-small", 30.0, 3.0),
+            fanout("rooms-big", 5.0, 2.0),
+            fanout("floor-rooms-small", 6.0, 1.0),
+            fanout("floor-rooms-big", 4.0, 1.0),
+            fanout("rooms-size-1000", 8.0, 2.0),
+        ];
+        let rows = floor_rows(&runs);
+        assert_eq!(
+            rows[0],
+            [
+                "CPU per delivery, 1,000 rooms of 10 (rooms-small)".to_string(),
+                "10.00 (9.00–30.00, 3 runs) µs".into(),
+                "6.00 (1 run) µs".into(),
+                "1.67×".into()
+            ]
+        );
+        assert_eq!(rows[1][3], "1.25×", "5 against 4");
+        // No floor run of rooms-size-1000: neither its row nor its ratio.
+        assert!(rows.iter().all(|r| !r[0].contains("10 rooms of 1,000")));
+        let ratio = rows.last().unwrap();
+        assert_eq!(
+            ratio[1], "2.00× (medians)",
+            "the median 10 over 5, not the last run's 30"
+        );
+        assert_eq!(ratio[2], "1.50× (medians)");
+        assert_eq!(ratio[3], "1.33×");
+        let target = figures(&runs)
+            .into_iter()
+            .find(|(t, _, _)| t.starts_with("rooms:"))
+            .unwrap();
+        assert_eq!(target.1, "10.00 vs 5.00 µs (medians) = 2.00×");
+        assert_eq!(target.2, Some(false));
     }
 
     #[test]

@@ -18,8 +18,9 @@
 # server's close frame as RFC 6455 clients do), BENCH_PIN=0 (no taskset), BENCH_RUST_LOG (server log
 # filter, default info), BENCH_SERVER (the server binary to measure, default this tree's release
 # build: for before/after comparisons), BENCH_FLOOR=1 (each CPU run of wsgate is followed by the same
-# run against `wsgate-floor`, labelled floor-LABEL: the same exchanges with no application logic,
-# the floor of these libraries on this machine; docs/benchmarks.md), BENCH_MAX_NOISE (default 10: a run during which
+# run against `wsgate-floor`, labelled floor-LABEL: the same exchanges with hyper and
+# tokio-tungstenite alone and no application logic, the reference figures of this machine;
+# docs/benchmarks.md), BENCH_MAX_NOISE (default 10: a run during which
 # other processes used more than this % of a core is repeated, up to 3 attempts; SecantusDB, Redis
 # and nginx are the workload's own helpers, whose CPU the tool reports apart and does not count).
 #

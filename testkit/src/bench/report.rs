@@ -483,8 +483,8 @@ fn median_ratio(runs: &[Value], small: &str, big: &str) -> Option<(f64, f64, f64
 
 /// wsgate beside `wsgate-floor` (`BENCH_FLOOR=1`: each run of LABEL followed by floor-LABEL, the
 /// same exchanges with no application logic): (figure, wsgate, floor, wsgate ÷ floor) rows, each
-/// the median of the repeats with its spread. A target under the floor's figure cannot be met by
-/// work in wsgate on this machine.
+/// the median of the repeats with its spread: what wsgate's own work adds to what the libraries,
+/// used plainly, cost on this machine.
 fn floor_rows(runs: &[Value]) -> Vec<[String; 4]> {
     let quiet = |key: &'static str| move |r: &Value| num(&phase(r, "quiet")[key]);
     let p99 = |r: &Value| num(&phase(r, "quiet")["latency_ms"]["p99"]);

@@ -4,9 +4,10 @@
 //! password or token check, no JSON parsing, no history, no presence, no limits.
 //!
 //! So a figure of `wsgate-bench` against this binary is what the same exchanges cost on this
-//! machine with no application logic at all: the kernel, the runtime, HTTP and WebSocket framing.
-//! A target below it cannot be met by work in wsgate. It is a benchmark reference only: it accepts
-//! anyone, and must never face a network (it binds the loopback only).
+//! machine with the libraries used plainly and no application logic: the kernel, the runtime, HTTP
+//! and WebSocket framing. wsgate's figure beside it shows what wsgate's own work adds (or saves:
+//! wsgate writes its frames itself). It is a benchmark reference only: it accepts anyone, and must
+//! never face a network (it binds the loopback only).
 //!
 //! Started like wsgate by `scripts/lib/wsgate.sh`: `WSGATE_ADDR` (a 127.0.0.0/8 address, port 0 for
 //! any) and `WSGATE_ADDR_FILE` (where the bound address is written); every other setting is ignored.

@@ -238,27 +238,23 @@ fn paired_targets(runs: &[Value]) -> Vec<(String, String, Option<bool>)> {
         _ => None,
     };
     let mut rows = Vec::new();
-    // The rooms pair from the medians of its repeats, as `figures` gives it: the last run alone
-    // could say the opposite of that table.
-    let median =
-        |label: &str, key: &'static str| spread(&values(runs, label, |r| quiet(r, key)), 2).0;
-    if by("rooms-small").is_some() && by("rooms-big").is_some() {
-        for (target, key) in [
-            (
-                "rooms: CPU/delivery, 1,000 rooms of 10 ≤ 1.5× one room of 1,000 (medians)",
-                "server_cpu_us_per_delivery",
-            ),
-            (
-                "rooms: the same, user-mode CPU only (the server's own code)",
-                "server_user_cpu_us_per_delivery",
-            ),
-        ] {
-            let (a, b) = (median("rooms-small", key), median("rooms-big", key));
-            let r = ratio(a, b);
+    // The rooms pair from the medians of its repeats, as the floor table gives it: the last run
+    // alone could say the opposite.
+    for (target, key) in [
+        (
+            "rooms: CPU/delivery, 1,000 rooms of 10 ≤ 1.5× one room of 1,000 (medians)",
+            "server_cpu_us_per_delivery",
+        ),
+        (
+            "rooms: the same, user-mode CPU only (the server's own code)",
+            "server_user_cpu_us_per_delivery",
+        ),
+    ] {
+        if let Some((a, b, r)) = median_ratio(runs, "rooms-small", "rooms-big", key) {
             rows.push((
                 target.into(),
-                format!("{} vs {} µs = {}×", f(a, 2), f(b, 2), f(r, 2)),
-                r.map(|r| r <= 1.5),
+                format!("{a:.2} vs {b:.2} µs = {r:.2}×"),
+                Some(r <= 1.5),
             ));
         }
     }
@@ -266,13 +262,12 @@ fn paired_targets(runs: &[Value]) -> Vec<(String, String, Option<bool>)> {
     // gets a frame (1/s in rooms of 10, 10/s in the room of 1,000), which changes what the
     // loopback's TCP does per send (docs/benchmarks.md). Rooms of 1,000 at 1 frame/s per socket,
     // with the same sockets and deliveries/s, differ from `rooms-small` in the room's size only.
-    if by("rooms-small").is_some() && by("rooms-size-1000").is_some() {
-        let key = "server_cpu_us_per_delivery";
-        let (a, b) = (median("rooms-small", key), median("rooms-size-1000", key));
+    let cpu = "server_cpu_us_per_delivery";
+    if let Some((a, b, r)) = median_ratio(runs, "rooms-small", "rooms-size-1000", cpu) {
         rows.push((
             "rooms: the same against 10 rooms of 1,000, 1 frame/s per socket as in rooms of 10 (no target)"
                 .into(),
-            format!("{} vs {} µs = {}×", f(a, 2), f(b, 2), f(ratio(a, b), 2)),
+            format!("{a:.2} vs {b:.2} µs = {r:.2}×"),
             None,
         ));
     }
@@ -470,11 +465,11 @@ fn figures(runs: &[Value]) -> Vec<(String, String, Option<bool>)> {
 /// Reads one figure of a run.
 type Getter = dyn Fn(&Value) -> Option<f64>;
 
-/// The rooms ratio of the figures' medians: `small` over `big`, µs per delivery.
-fn median_ratio(runs: &[Value], small: &str, big: &str) -> Option<(f64, f64, f64)> {
-    let cpu = |r: &Value| num(&phase(r, "quiet")["server_cpu_us_per_delivery"]);
-    let (a, _) = spread(&values(runs, small, cpu), 2);
-    let (b, _) = spread(&values(runs, big, cpu), 2);
+/// A quiet-phase figure (`key`) of two labels, each the median of its repeats, and their ratio.
+fn median_ratio(runs: &[Value], small: &str, big: &str, key: &str) -> Option<(f64, f64, f64)> {
+    let get = |r: &Value| num(&phase(r, "quiet")[key]);
+    let (a, _) = spread(&values(runs, small, get), 2);
+    let (b, _) = spread(&values(runs, big, get), 2);
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some((a, b, a / b)),
         _ => None,
@@ -564,8 +559,14 @@ fn floor_rows(runs: &[Value]) -> Vec<[String; 4]> {
             "rooms-size-1000",
         ),
     ] {
-        let ours = median_ratio(runs, small, big);
-        let floor = median_ratio(runs, &format!("floor-{small}"), &format!("floor-{big}"));
+        let cpu = "server_cpu_us_per_delivery";
+        let ours = median_ratio(runs, small, big, cpu);
+        let floor = median_ratio(
+            runs,
+            &format!("floor-{small}"),
+            &format!("floor-{big}"),
+            cpu,
+        );
         if let (Some((_, _, a)), Some((_, _, b))) = (ours, floor) {
             rows.push([
                 name.into(),

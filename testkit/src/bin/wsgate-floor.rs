@@ -33,6 +33,8 @@ use tokio_tungstenite::WebSocketStream;
 
 /// Frames queued for one socket; a socket that falls this far behind loses frames.
 const QUEUE: usize = 1024;
+/// Rooms one socket may be in (the tool uses at most a few dozen); beyond it, an error frame.
+const MAX_ROOMS_PER_SOCKET: usize = 1000;
 /// Largest HTTP request body read (the tool's are a few hundred bytes).
 const MAX_BODY: usize = 64 * 1024;
 
@@ -212,11 +214,15 @@ async fn serve(mut ws: WebSocketStream<TcpStream>, rooms: Arc<Rooms>) {
                     None
                 } else if kind == "subscribe" {
                     let room = field(&text, "room").unwrap_or("");
-                    if !joined.iter().any(|r| &**r == room) {
+                    if joined.iter().any(|r| &**r == room) {
+                        Some(format!(r#"{{"type":"subscribed","room":"{room}","users":[]}}"#))
+                    } else if joined.len() >= MAX_ROOMS_PER_SOCKET {
+                        Some(r#"{"type":"error","code":"too_many_rooms"}"#.to_string())
+                    } else {
                         rooms.join(room, id, &tx);
                         joined.push(room.into());
+                        Some(format!(r#"{{"type":"subscribed","room":"{room}","users":[]}}"#))
                     }
-                    Some(format!(r#"{{"type":"subscribed","room":"{room}","users":[]}}"#))
                 } else if kind == "unsubscribe" {
                     let room = field(&text, "room").unwrap_or("");
                     rooms.leave(room, id);

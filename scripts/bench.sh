@@ -86,7 +86,7 @@ stop_server() {
   wsgate_stop
   server_pid=""
 }
-trap 'stop_cluster; stop_server; [ -z "$mongo_pid" ] || scripts/secantus.sh stop "$mongo_pid"' EXIT
+trap 'stop_cluster; stop_server; stop_mongo' EXIT
 
 # start_server BCRYPT_COST LOG_NAME: a fresh server with rate limits off, on a free loopback port.
 start_server() {
@@ -115,7 +115,15 @@ free_port() {
 # tickets do not fail on the emulator's speed (the figures are measured after it).
 mongo_timeout_ms=15000
 
-# SecantusDB for the runs that need MongoDB (started once, on the tool's CPU).
+# SecantusDB for the runs that need MongoDB (on the tool's CPU): a fresh one per run, stopped with
+# the run's servers. One kept for the whole set grew with every run's users, tickets and history
+# (it keeps them in memory, and its expiry sweeps scan them), so each run on it cost more of the
+# tool's core than the one before: the 1,000 sockets of the fourth run took 48 s to open instead
+# of 17 s, and the emulator's share of the measured phase went from 2 to 30 % of a core.
+stop_mongo() {
+  [ -z "$mongo_pid" ] || scripts/secantus.sh stop "$mongo_pid"
+  mongo_pid=""
+}
 ensure_mongo() {
   if [ -z "$mongo_pid" ]; then
     scripts/secantus.sh install >/dev/null
@@ -142,7 +150,7 @@ start_cluster() {
     [ "$i" -lt 101 ] || { echo "redis-server did not start:" >&2; cat "$out/redis-$label.log" >&2; exit 1; }
     sleep 0.05
   done
-  server_env=(WSGATE_MONGODB_URI="$mongo_uri" WSGATE_MONGODB_DB="bench_${label//-/_}_$$"
+  server_env=(WSGATE_MONGODB_URI="$mongo_uri" WSGATE_MONGODB_DB="bench_${label//-/_}"
     WSGATE_MONGODB_TIMEOUT_MS="$mongo_timeout_ms" WSGATE_REDIS_URL="redis://127.0.0.1:$redis_port" WSGATE_TRUSTED_PROXIES=127.0.0.1)
   cluster_pids=()
   local addrs=()
@@ -186,6 +194,7 @@ stop_cluster() {
   [ -z "$redis_pid" ] || { kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; }
   redis_pid=""
   server_pid=""
+  stop_mongo
 }
 
 failed=0
@@ -281,15 +290,26 @@ run_with_floor() {
   fi
 }
 
-# run_on_mongodb LABEL BCRYPT_COST WORKLOAD ARGS…: `run` with the server on SecantusDB (the MongoDB
-# wire protocol; started once, on the other CPU than the server's).
-run_on_mongodb() {
-  selected "$1" || return 0
+# start_on_mongodb BCRYPT_COST LABEL: a fresh SecantusDB (the MongoDB wire protocol, on the other
+# CPU than the server's) and a fresh server on it.
+start_on_mongodb() {
   ensure_mongo
-  server_env=(WSGATE_MONGODB_URI="$mongo_uri" WSGATE_MONGODB_DB="bench_$1_$$"
+  server_env=(WSGATE_MONGODB_URI="$mongo_uri" WSGATE_MONGODB_DB="bench_${2//-/_}"
     WSGATE_MONGODB_TIMEOUT_MS="$mongo_timeout_ms")
-  run "$@"
+  start_server "$1" "$2"
   server_env=()
+}
+
+stop_on_mongodb() {
+  stop_server
+  stop_mongo
+}
+
+# run_on_mongodb LABEL BCRYPT_COST WORKLOAD ARGS…: `run`, with the server on SecantusDB.
+run_on_mongodb() {
+  local label=$1 cost=$2
+  shift 2
+  measured "$label" "start_on_mongodb $cost" stop_on_mongodb bench "$label" "$@"
 }
 
 # run_cluster LABEL VIA WORKLOAD ARGS…: a fresh cluster per run (`measured`), driven through VIA

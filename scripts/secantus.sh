@@ -3,7 +3,7 @@
 #
 #   scripts/secantus.sh install          create target/secantus-venv with the pinned server (idempotent)
 #   scripts/secantus.sh start PIDFILE    start one on a free port with in-memory storage; print its URI
-#   scripts/secantus.sh stop PIDFILE     stop it
+#   scripts/secantus.sh stop PIDFILE     stop it (and wait until it has exited)
 #   scripts/secantus.sh bin              print the path of secantusd-py (after install)
 #
 # No Docker engine runs here and Debian ships no mongod; production uses real MongoDB (docker-compose.yml).
@@ -42,9 +42,17 @@ start() {
 }
 
 stop() {
-  local pidfile=$1
+  local pidfile=$1 pid
   [ -f "$pidfile" ] || return 0
-  kill "$(cat "$pidfile")" 2>/dev/null || true
+  pid=$(cat "$pidfile")
+  kill "$pid" 2>/dev/null || true
+  # Gone before this returns, so that the next one (a benchmark's next run) does not share the
+  # CPU with this one's shutdown: 5 s, then SIGKILL.
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
   rm -f "$pidfile"
 }
 

@@ -674,8 +674,20 @@ pub fn fd_count(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Per CPU: (busy, softirq, total) clock ticks from /proc/stat.
-fn cpu_ticks() -> Vec<(u64, u64, u64)> {
+/// One CPU's clock ticks from /proc/stat.
+#[derive(Clone, Copy)]
+struct CpuTicks {
+    /// Everything but idle and iowait (steal included: the CPU was not ours to idle on).
+    busy: u64,
+    softirq: u64,
+    /// Time the hypervisor ran something else while this virtual CPU had work: a stall of
+    /// everything on it, seen by no process's clock.
+    steal: u64,
+    total: u64,
+}
+
+/// Per CPU: its ticks so far.
+fn cpu_ticks() -> Vec<CpuTicks> {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     text.lines()
         .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
@@ -686,13 +698,14 @@ fn cpu_ticks() -> Vec<(u64, u64, u64)> {
                 .filter_map(|x| x.parse().ok())
                 .collect();
             // user nice system idle iowait irq softirq steal …
+            let field = |i: usize| v.get(i).copied().unwrap_or(0);
             let total: u64 = v.iter().take(8).sum();
-            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-            (
-                total.saturating_sub(idle),
-                v.get(6).copied().unwrap_or(0),
+            CpuTicks {
+                busy: total.saturating_sub(field(3) + field(4)),
+                softirq: field(6),
+                steal: field(7),
                 total,
-            )
+            }
         })
         .collect()
 }
@@ -724,7 +737,7 @@ pub struct Meter {
     server: Vec<Option<ProcSample>>,
     client: Duration,
     helpers_ns: u64,
-    cpus: Vec<(u64, u64, u64)>,
+    cpus: Vec<CpuTicks>,
     t0: Instant,
 }
 
@@ -751,6 +764,9 @@ pub struct Measured {
     pub cpu_busy_pct: Vec<f64>,
     /// Per CPU: softirq share of the phase, percent.
     pub cpu_softirq_pct: Vec<f64>,
+    /// Per CPU: steal share of the phase, percent (the hypervisor's, counted in busy and in
+    /// "other": latency figures of a phase with steal include its stalls).
+    pub cpu_steal_pct: Vec<f64>,
 }
 
 impl Meter {
@@ -788,12 +804,12 @@ impl Meter {
             }
         }
         let cpus = cpu_ticks();
-        let share = |f: &dyn Fn(&(u64, u64, u64)) -> u64| -> Vec<f64> {
+        let share = |f: &dyn Fn(&CpuTicks) -> u64| -> Vec<f64> {
             self.cpus
                 .iter()
                 .zip(&cpus)
                 .map(|(a, b)| {
-                    let total = b.2.saturating_sub(a.2).max(1) as f64;
+                    let total = b.total.saturating_sub(a.total).max(1) as f64;
                     round(f(b).saturating_sub(f(a)) as f64 / total * 100.0, 1)
                 })
                 .collect()
@@ -806,8 +822,9 @@ impl Meter {
             client_cpu,
             helpers_cpu,
             server_after: after.into_iter().next().flatten(),
-            cpu_busy_pct: share(&|c| c.0),
-            cpu_softirq_pct: share(&|c| c.1),
+            cpu_busy_pct: share(&|c| c.busy),
+            cpu_softirq_pct: share(&|c| c.softirq),
+            cpu_steal_pct: share(&|c| c.steal),
         }
     }
 }
@@ -879,14 +896,20 @@ impl Measured {
     }
 
     /// CPU time spent by neither the server, nor this tool, nor the helpers during the phase, in
-    /// percent of one core: other processes (noise), or kernel work accounted to no process
-    /// (softirq with IRQ time accounting).
+    /// percent of one core: other processes (noise), kernel work accounted to no process
+    /// (softirq with IRQ time accounting), or the hypervisor's steal.
     pub fn other_pct(&self) -> f64 {
         let busy: f64 = self.cpu_busy_pct.iter().sum();
         round(
             busy - self.server_pct().unwrap_or(0.0) - self.client_pct() - self.helpers_pct(),
             1,
         )
+    }
+
+    /// The steal of each CPU, as `0.2 / 1.5` (percent).
+    pub fn steal_text(&self) -> String {
+        let each: Vec<String> = self.cpu_steal_pct.iter().map(f64::to_string).collect();
+        each.join(" / ")
     }
 
     /// The figures as JSON, with `per` = (name, count) for a per-unit CPU figure.
@@ -901,6 +924,7 @@ impl Measured {
             "helpers_cpu_pct": self.helpers_pct(),
             "cpu_busy_pct": self.cpu_busy_pct,
             "cpu_softirq_pct": self.cpu_softirq_pct,
+            "cpu_steal_pct": self.cpu_steal_pct,
             "other_cpu_pct": self.other_pct(),
         });
         for (name, count) in per {

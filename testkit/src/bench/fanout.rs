@@ -308,6 +308,7 @@ pub async fn run(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Valu
     row("client CPU % core", &|i| {
         results[i].2.client_pct().to_string()
     });
+    row("CPU steal % (each CPU)", &|i| results[i].2.steal_text());
     row("window stalls", &|i| results[i].1.window_stalls.to_string());
     row("sender max behind", &|i| {
         format!("{:.1} ms", results[i].1.max_behind.as_secs_f64() * 1000.0)

@@ -168,6 +168,7 @@ pub async fn run(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Valu
     t.kv("server CPU % of a core", opt(m.server_pct()));
     t.kv("client CPU % of a core", m.client_pct());
     t.kv("other CPU % (noise)", m.other_pct());
+    t.kv("CPU steal % (each CPU)", m.steal_text());
     t.kv("failures", stats.failures.text());
     t.print();
 

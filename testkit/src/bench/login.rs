@@ -84,6 +84,7 @@ pub async fn run(target: Arc<Target>, args: &Args, pids: &[u32]) -> Result<(Valu
     );
     t.kv("server CPU % of a core", opt(m.server_pct()));
     t.kv("other CPU % (noise)", m.other_pct());
+    t.kv("CPU steal % (each CPU)", m.steal_text());
     t.kv("failures", failures.text());
     t.print();
 

@@ -15,6 +15,13 @@ fn f(v: Option<f64>, digits: usize) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// The hypervisor's steal over a phase, summed over the CPUs (percent of one core); `None` for
+/// runs recorded before the tool measured it.
+fn steal(measure: &Value) -> Option<f64> {
+    let each = measure["cpu_steal_pct"].as_array()?;
+    Some(each.iter().filter_map(Value::as_f64).sum())
+}
+
 fn phase<'a>(run: &'a Value, name: &str) -> &'a Value {
     run["phases"]
         .as_array()
@@ -35,7 +42,7 @@ fn failures(run: &Value) -> u64 {
 fn headline(run: &Value) -> String {
     match run["workload"].as_str().unwrap_or("") {
         "handshake" => format!(
-            "{} workers, close {}: {}/s, p50/p99/max {}/{}/{} ms, {} µs CPU/handshake, failures {}, other CPU {}%",
+            "{} workers, close {}: {}/s, p50/p99/max {}/{}/{} ms, {} µs CPU/handshake, failures {}, other CPU {}%, steal {}%",
             run["workers"],
             run["close_mode"].as_str().unwrap_or("?"),
             f(num(&run["handshakes_per_s"]), 0),
@@ -44,13 +51,14 @@ fn headline(run: &Value) -> String {
             f(num(&run["latency_ms"]["max"]), 2),
             f(num(&run["server_cpu_us_per_handshake"]), 1),
             failures(run),
-            f(num(&run["measure"]["other_cpu_pct"]), 0)
+            f(num(&run["measure"]["other_cpu_pct"]), 0),
+            f(steal(&run["measure"]), 1)
         ),
         "fanout" => {
             let mut parts = Vec::new();
             for p in run["phases"].as_array().into_iter().flatten() {
                 parts.push(format!(
-                    "{}: {} deliveries/s, p50/p99/max {}/{}/{} ms, {} µs CPU/delivery, missing {}, other CPU {}%{}",
+                    "{}: {} deliveries/s, p50/p99/max {}/{}/{} ms, {} µs CPU/delivery, missing {}, other CPU {}%, steal {}%{}",
                     p["phase"].as_str().unwrap_or(""),
                     f(num(&p["deliveries_per_s"]), 0),
                     f(num(&p["latency_ms"]["p50"]), 2),
@@ -59,6 +67,7 @@ fn headline(run: &Value) -> String {
                     f(num(&p["server_cpu_us_per_delivery"]), 3),
                     p["missing"],
                     f(num(&p["measure"]["other_cpu_pct"]), 0),
+                    f(steal(&p["measure"]), 1),
                     if p["logins"].is_null() {
                         String::new()
                     } else {

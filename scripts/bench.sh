@@ -116,10 +116,10 @@ free_port() {
 mongo_timeout_ms=15000
 
 # SecantusDB for the runs that need MongoDB (on the tool's CPU): a fresh one per run, stopped with
-# the run's servers. One kept for the whole set grew with every run's users, tickets and history
-# (it keeps them in memory, and its expiry sweeps scan them), so each run on it cost more of the
-# tool's core than the one before: the 1,000 sockets of the fourth run took 48 s to open instead
-# of 17 s, and the emulator's share of the measured phase went from 2 to 30 % of a core.
+# the run's servers. One kept for the whole set held every run's users, tickets and history in
+# memory, and each run on it cost more of the tool's core than the one before: the 1,000 sockets
+# of the fourth run took 48 s to open instead of 17 s, and the emulator's share of a cluster run's
+# measured phase was 30 % of a core instead of 5 %.
 stop_mongo() {
   [ -z "$mongo_pid" ] || scripts/secantus.sh stop "$mongo_pid"
   mongo_pid=""

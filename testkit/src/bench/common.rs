@@ -675,7 +675,7 @@ pub fn fd_count(pid: u32) -> u64 {
 }
 
 /// One CPU's clock ticks from /proc/stat.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct CpuTicks {
     /// Everything but idle and iowait (steal included: the CPU was not ours to idle on).
     busy: u64,
@@ -688,7 +688,11 @@ struct CpuTicks {
 
 /// Per CPU: its ticks so far.
 fn cpu_ticks() -> Vec<CpuTicks> {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    parse_cpu_ticks(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
+/// The `cpuN` lines of a /proc/stat text (not the `cpu` total line).
+fn parse_cpu_ticks(text: &str) -> Vec<CpuTicks> {
     text.lines()
         .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
         .map(|l| {
@@ -804,16 +808,7 @@ impl Meter {
             }
         }
         let cpus = cpu_ticks();
-        let share = |f: &dyn Fn(&CpuTicks) -> u64| -> Vec<f64> {
-            self.cpus
-                .iter()
-                .zip(&cpus)
-                .map(|(a, b)| {
-                    let total = b.total.saturating_sub(a.total).max(1) as f64;
-                    round(f(b).saturating_sub(f(a)) as f64 / total * 100.0, 1)
-                })
-                .collect()
-        };
+        let share = |f: fn(&CpuTicks) -> u64| shares(&self.cpus, &cpus, f);
         Measured {
             wall,
             server_cpu_ns,
@@ -822,11 +817,23 @@ impl Meter {
             client_cpu,
             helpers_cpu,
             server_after: after.into_iter().next().flatten(),
-            cpu_busy_pct: share(&|c| c.busy),
-            cpu_softirq_pct: share(&|c| c.softirq),
-            cpu_steal_pct: share(&|c| c.steal),
+            cpu_busy_pct: share(|c| c.busy),
+            cpu_softirq_pct: share(|c| c.softirq),
+            cpu_steal_pct: share(|c| c.steal),
         }
     }
+}
+
+/// Per CPU: what share of its ticks between two readings went to `part`, percent to 0.1.
+fn shares(before: &[CpuTicks], after: &[CpuTicks], part: fn(&CpuTicks) -> u64) -> Vec<f64> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(a, b)| {
+            let total = b.total.saturating_sub(a.total).max(1) as f64;
+            round(part(b).saturating_sub(part(a)) as f64 / total * 100.0, 1)
+        })
+        .collect()
 }
 
 /// One server's CPU between two samples, and how it was read.
@@ -1017,5 +1024,78 @@ impl Table {
         for row in &self.rows {
             line(row);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A /proc/stat of two CPUs: user nice system idle iowait irq softirq steal guest guest_nice.
+    const STAT_BEFORE: &str = "cpu  300 0 100 1500 10 0 20 40 0 0
+cpu0 200 0 50 700 5 0 10 35 0 0
+cpu1 100 0 50 800 5 0 10 5 0 0
+intr 12345
+ctxt 678
+";
+    const STAT_AFTER: &str = "cpu  ...
+cpu0 270 0 70 770 5 0 20 65 0 0
+cpu1 150 0 60 885 5 0 15 5 0 0
+";
+
+    #[test]
+    fn proc_stat_gives_each_cpu_its_busy_softirq_and_steal_ticks() {
+        let cpus = parse_cpu_ticks(STAT_BEFORE);
+        assert_eq!(
+            cpus.len(),
+            2,
+            "the `cpu` total line and other lines are not CPUs"
+        );
+        // cpu0: total 1000 (the first 8 fields), idle + iowait 705, so busy 295 (steal included).
+        assert_eq!(
+            cpus[0],
+            CpuTicks {
+                busy: 295,
+                softirq: 10,
+                steal: 35,
+                total: 1000
+            }
+        );
+        assert_eq!(
+            cpus[1],
+            CpuTicks {
+                busy: 165,
+                softirq: 10,
+                steal: 5,
+                total: 970
+            }
+        );
+    }
+
+    #[test]
+    fn steal_is_a_share_of_each_cpu_s_ticks_between_the_readings() {
+        let before = parse_cpu_ticks(STAT_BEFORE);
+        let after = parse_cpu_ticks(STAT_AFTER);
+        // cpu0: 1000 → 1200 ticks, steal 35 → 65: 30 of 200 = 15 %; busy 295 → 425: 65 %.
+        // cpu1: 970 → 1120 ticks, steal unchanged: 0 %; busy 165 → 230: 65 of 150 = 43.3 %.
+        assert_eq!(shares(&before, &after, |c| c.steal), vec![15.0, 0.0]);
+        assert_eq!(shares(&before, &after, |c| c.busy), vec![65.0, 43.3]);
+        assert_eq!(shares(&before, &after, |c| c.softirq), vec![5.0, 3.3]);
+        // A reading that went backwards (a CPU unplugged and back) gives 0, not a wrapped number.
+        assert_eq!(shares(&after, &before, |c| c.steal), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_short_or_garbled_line_does_not_panic() {
+        let cpus = parse_cpu_ticks("cpu0 10 x 5\ncpuX 1 2 3\n");
+        assert_eq!(
+            cpus,
+            vec![CpuTicks {
+                busy: 15,
+                softirq: 0,
+                steal: 0,
+                total: 15
+            }]
+        );
     }
 }

@@ -644,6 +644,23 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn steal_is_summed_over_the_cpus_and_absent_from_older_runs() {
+        assert_eq!(steal(&json!({"cpu_steal_pct": [1.5, 0.25]})), Some(1.75));
+        assert_eq!(steal(&json!({"cpu_busy_pct": [50.0, 40.0]})), None);
+        let handshake = |measure: Value| {
+            json!({"workload": "handshake", "workers": 8, "close_mode": "client",
+                "handshakes_per_s": 4000.0, "latency_ms": {"p50": 1.0, "p99": 2.0, "max": 3.0},
+                "server_cpu_us_per_handshake": 180.0, "measure": measure})
+        };
+        let now = headline(&handshake(
+            json!({"other_cpu_pct": 3.0, "cpu_steal_pct": [4.0, 0.5]}),
+        ));
+        assert!(now.ends_with("other CPU 3%, steal 4.5%"), "{now}");
+        let before = headline(&handshake(json!({"other_cpu_pct": 3.0})));
+        assert!(before.ends_with("other CPU 3%, steal -%"), "{before}");
+    }
+
     fn idle(label: &str, kib: f64, rooms: u64) -> Value {
         json!({"workload": "idle", "label": label, "server_rss_kib_per_socket": kib, "rooms_per_socket": rooms})
     }

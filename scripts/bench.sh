@@ -444,7 +444,7 @@ else
   # The control for it: the same load and the same cluster engine (Redis, SecantusDB) on ONE node.
   # What cluster-fanout-20 adds over this run is the second and third process on the server's CPU;
   # what this run adds over fanout-20-mongodb is the Redis hop. Not in the standard set.
-  if selected cluster1-fanout-20 && [ -n "$only" ]; then
+  if [ -n "$only" ]; then
     cluster_nodes=1
     run_cluster cluster1-fanout-20 direct fanout --sockets 1000 --senders 10 --rate 20 --duration 10
     cluster_nodes=3

@@ -473,6 +473,12 @@ fi
 echo
 echo "results: $results, $jsonl"
 if [ "$failed" != 0 ]; then
+  # What the servers said went wrong, so that a failure on a CI machine explains itself.
+  for log in "$out"/server-*.log "$out"/redis-*.log "$out"/nginx-*.log; do
+    [ -s "$log" ] || continue
+    lines=$(grep -E ' (WARN|ERROR) |# WARNING|\[(warn|error|crit|alert|emerg)\]' "$log" | tail -n 40 || true)
+    [ -z "$lines" ] || printf '\nwarnings and errors in %s (the last 40):\n%s\n' "$log" "$lines" >&2
+  done
   echo "bench.sh: some runs failed (see FAIL lines above)" >&2
   exit 1
 fi

@@ -85,6 +85,24 @@ pub struct Metrics {
     pub history_pending: Gauge,
     /// History entries lost: the buffer was full, or the store refused them.
     pub history_dropped: Counter,
+    /// The cluster engine's events.
+    pub cluster: ClusterMetrics,
+}
+
+/// What the cluster engine counts: a cheap clone of registered handles, kept by the engine.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterMetrics {
+    gaps: Family<ReasonLabel, Counter>,
+    /// Dead nodes this node buried (their users reported `left` everywhere).
+    pub nodes_buried: Counter,
+}
+
+impl ClusterMetrics {
+    /// Counts a possible gap in this node's cluster stream, by what caused it. Each one is
+    /// repaired by asking this node's sockets to reconnect (1012).
+    pub fn gap(&self, reason: &'static str) {
+        self.gaps.get_or_create(&ReasonLabel { reason }).inc();
+    }
 }
 
 impl Default for Metrics {
@@ -123,6 +141,7 @@ impl Metrics {
             history_written: Counter::default(),
             history_pending: Gauge::default(),
             history_dropped: Counter::default(),
+            cluster: ClusterMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -139,6 +158,16 @@ impl Metrics {
             "history_dropped",
             "History entries lost: the buffer was full (WSGATE_HISTORY_BUFFER) or the store refused them",
             metrics.history_dropped.clone(),
+        );
+        registry.register(
+            "cluster_stream_gaps",
+            "Possible gaps in this node's cluster stream by cause (disconnected, fell_behind, presence_lost, declared_dead, not_registered); each makes the node ask its sockets to reconnect (1012)",
+            metrics.cluster.gaps.clone(),
+        );
+        registry.register(
+            "cluster_nodes_buried",
+            "Dead nodes this node buried: their users were reported left everywhere",
+            metrics.cluster.nodes_buried.clone(),
         );
         registry.register(
             "upgrades",
@@ -288,6 +317,8 @@ mod tests {
         metrics.store_op("find_user", Duration::from_millis(3), None);
         metrics.store_op("find_user", Duration::from_millis(3), Some("unavailable"));
         metrics.frames_delivered.inc_by(64);
+        metrics.cluster.gap("declared_dead");
+        metrics.cluster.nodes_buried.inc();
         let held = Held::new(&metrics.sockets_pending);
         let text = metrics.encode();
         for line in [
@@ -298,6 +329,8 @@ mod tests {
             "wsgate_store_operation_duration_seconds_count{op=\"find_user\"} 2",
             "wsgate_store_errors_total{kind=\"unavailable\"} 1",
             "wsgate_frames_delivered_total 64",
+            "wsgate_cluster_stream_gaps_total{reason=\"declared_dead\"} 1",
+            "wsgate_cluster_nodes_buried_total 1",
             "wsgate_sockets{state=\"pending\"} 1",
             "wsgate_sockets{state=\"authenticated\"} 0",
             "wsgate_build_info{version=\"",

@@ -175,6 +175,7 @@ impl Application {
                         recovery_age: settings.rooms.recovery_age,
                     },
                     hub.clone(),
+                    metrics.cluster.clone(),
                     shutdown.clone(),
                 )
                 .await?,

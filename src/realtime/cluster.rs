@@ -13,7 +13,10 @@
 //!   the dispatcher applies the answer exactly between what came before and after it: no gap, no
 //!   duplicate, and no socket ever sees its own `joined`.
 //! - Nodes renew a heartbeat; any node buries a node whose heartbeat expired (its users are
-//!   `left` everywhere), once.
+//!   `left` everywhere), once. A silence of the whole cluster (Redis paused, the host suspended,
+//!   the clock jumped) is nobody's death: the heartbeat script moves every deadline on by it.
+//! - A presence update whose effect is unknown (a timeout) is retried under an operation id that
+//!   Redis applies once; only when retries fail is it counted as a gap.
 //! - Pub/sub is at most once: when this node's connection drops (or its inbound queue overflows)
 //!   it may have missed frames. It then starts a new generation (a new node id), buries the old
 //!   one and asks every local socket to reconnect (1012): the clients resubscribe with `since`
@@ -27,13 +30,14 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushKind, Script, Value};
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{parse_id, ConnId, Hub, Published, SubscribeError, LOBBY};
 use super::inbox::Kick;
 use super::scripts;
+use crate::metrics::ClusterMetrics;
 use crate::protocol::FrameTemplate;
 use crate::store::{direct_stream, room_stream, HistoryEntry, Revoked};
 
@@ -41,6 +45,8 @@ use crate::store::{direct_stream, room_stream, HistoryEntry, Revoked};
 const BUS: &str = "wsgate:bus";
 /// Node registrations and their heartbeat expiry.
 const NODES: &str = "wsgate:nodes";
+/// When any node last beat (see `scripts::HEARTBEAT`).
+const LAST_BEAT: &str = "wsgate:nodes:beat";
 /// Frames Redis delivered that the dispatcher has not applied yet; past it the node counts its
 /// stream as lost (see the module doc), never buffering without limit.
 const INBOUND_QUEUE: usize = 65_536;
@@ -52,6 +58,15 @@ const MAX_REPLAY_BYTES: usize = 4 * 1024 * 1024;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Redis command and connection timeouts: a request fails `unavailable` rather than hang.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// A presence update that failed is tried this many more times, after this pause, doubling:
+/// with `REDIS_TIMEOUT` per attempt, about ten seconds in all.
+const LEAVE_RETRIES: u32 = 3;
+const LEAVE_BACKOFF: Duration = Duration::from_millis(250);
+/// How long Redis remembers that a presence update ran, for its retries.
+const LEAVE_OP_TTL_MS: u64 = 60_000;
+/// The soonest a repair runs again after the last heartbeat round: one burst of losses is one
+/// repair, and a node that keeps losing its stream does not repair in a busy loop.
+const REPAIR_GAP: Duration = Duration::from_millis(100);
 /// The id of a conversation is kept this long (ids also have the clock as their floor).
 const DIRECT_ID_TTL_MS: u64 = 24 * 3600 * 1000;
 
@@ -102,6 +117,8 @@ struct Inner {
     /// Subscriptions waiting for their answer.
     pending: Waiters,
     next_token: AtomicU64,
+    /// Presence updates' operation ids (see `spawn_leave`).
+    next_op: AtomicU64,
     /// The stream of frames may have a gap (a dropped connection, an overflow) not yet repaired.
     /// While it is set, no frame is delivered to a socket: a socket's last id stays before the gap,
     /// so its `since` after the repair recovers exactly.
@@ -111,7 +128,49 @@ struct Inner {
     /// The last heartbeat reached Redis.
     reachable: AtomicBool,
     overflowed: Arc<AtomicBool>,
+    /// Wakes the heartbeat task to repair now: while `lost`, the node delivers nothing, so the
+    /// repair does not wait for the next heartbeat.
+    repair_now: Notify,
+    metrics: ClusterMetrics,
     scripts: Scripts,
+}
+
+/// Why this node's stream may have a gap.
+#[derive(Debug, Clone, Copy)]
+enum Gap {
+    /// The connection to Redis dropped: pub/sub is at most once.
+    Disconnected,
+    /// The inbound queue overflowed.
+    FellBehind,
+    /// A presence update failed: Redis may or may not have applied it.
+    PresenceLost,
+    /// Another node buried this one (its heartbeat expired while it could not reach Redis).
+    DeclaredDead,
+    /// A subscription found this node unregistered.
+    NotRegistered,
+}
+
+impl Gap {
+    /// The metric's label.
+    fn reason(self) -> &'static str {
+        match self {
+            Gap::Disconnected => "disconnected",
+            Gap::FellBehind => "fell_behind",
+            Gap::PresenceLost => "presence_lost",
+            Gap::DeclaredDead => "declared_dead",
+            Gap::NotRegistered => "not_registered",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Gap::Disconnected => "lost the connection to redis",
+            Gap::FellBehind => "the node fell behind the cluster's stream",
+            Gap::PresenceLost => "a presence update was lost",
+            Gap::DeclaredDead => "this node was declared dead",
+            Gap::NotRegistered => "this node is not registered",
+        }
+    }
 }
 
 struct Scripts {
@@ -210,6 +269,7 @@ impl Cluster {
     pub async fn connect(
         config: ClusterConfig,
         hub: Hub,
+        metrics: ClusterMetrics,
         shutdown: CancellationToken,
     ) -> Result<Self, ClusterError> {
         let info = config.url.as_str().into_connection_info()?;
@@ -247,10 +307,13 @@ impl Cluster {
             generation: AtomicU64::new(0),
             pending: Waiters::default(),
             next_token: AtomicU64::new(1),
+            next_op: AtomicU64::new(1),
             lost: AtomicBool::new(false),
             losses: AtomicU64::new(0),
             reachable: AtomicBool::new(false),
             overflowed,
+            repair_now: Notify::new(),
+            metrics,
             scripts: Scripts {
                 publish: Script::new(scripts::PUBLISH),
                 direct: Script::new(scripts::DIRECT),
@@ -272,12 +335,17 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// The stream may have a gap from here on: stop delivering, and repair at the next heartbeat.
-    fn mark_lost(&self, why: &str) {
+    /// The stream may have a gap from here on: stop delivering, and repair now.
+    fn mark_lost(&self, gap: Gap) {
         self.inner.losses.fetch_add(1, Ordering::SeqCst);
         if !self.inner.lost.swap(true, Ordering::SeqCst) {
-            tracing::warn!(why, "the cluster stream may have a gap: repairing");
+            self.inner.metrics.gap(gap.reason());
+            tracing::warn!(
+                why = gap.describe(),
+                "the cluster stream may have a gap: repairing"
+            );
         }
+        self.inner.repair_now.notify_one();
     }
 
     /// This node's hub.
@@ -318,7 +386,8 @@ impl Cluster {
         since: Option<&str>,
     ) -> Result<super::Joined, ClusterError> {
         let inbox = self.inner.hub.add_socket(conn, user, jti, sid);
-        // `Stale` only says that some room's members changed meanwhile: ask again.
+        // `Stale` only says that some room's members, or this node's id, changed meanwhile: ask
+        // again.
         for _ in 0..3 {
             let epoch = self.inner.hub.acl_epoch();
             match self.subscribe_as(conn, LOBBY, since, epoch, false).await {
@@ -350,26 +419,56 @@ impl Cluster {
         }
     }
 
+    /// Takes sockets of `user` off the presence of `rooms`, in a task: a failed attempt (Redis
+    /// slow or away, the script's effect unknown) is tried again under the same operation id,
+    /// which the script applies at most once. Only when every attempt failed is the presence
+    /// counted lost, and repaired.
     fn spawn_leave(&self, user: String, rooms: Vec<String>) {
         let cluster = self.clone();
+        // The generation the sockets were subscribed in: a retry after a repair must not touch
+        // the new generation's share (the old one's is buried with it).
+        let node = self.node();
+        let op = format!(
+            "wsgate:op:{}:{}",
+            self.inner.process,
+            self.inner.next_op.fetch_add(1, Ordering::Relaxed)
+        );
         tokio::spawn(async move {
-            if let Err(err) = cluster.leave_rooms(&user, &rooms).await {
-                // The cluster's presence is now wrong about this node: repair it (a new
-                // generation buries the old one's share, see the module doc).
-                tracing::warn!(%err, "presence update lost");
-                cluster.mark_lost("a presence update was lost");
+            let mut backoff = LEAVE_BACKOFF;
+            for attempt in 0..=LEAVE_RETRIES {
+                match cluster.leave_rooms(&node, &op, &user, &rooms).await {
+                    Ok(()) => return,
+                    Err(err) if attempt < LEAVE_RETRIES => {
+                        tracing::debug!(%err, attempt, "presence update failed, trying again");
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                    Err(err) => {
+                        // The cluster's presence is now wrong about this node: repair it (a new
+                        // generation buries the old one's share, see the module doc).
+                        tracing::warn!(%err, "presence update lost");
+                        cluster.mark_lost(Gap::PresenceLost);
+                    }
+                }
             }
         });
     }
 
-    async fn leave_rooms(&self, user: &str, rooms: &[String]) -> Result<(), ClusterError> {
-        let node = self.node();
+    async fn leave_rooms(
+        &self,
+        node: &str,
+        op: &str,
+        user: &str,
+        rooms: &[String],
+    ) -> Result<(), ClusterError> {
         let mut call = self.inner.scripts.leave.prepare_invoke();
         call.key(format!("wsgate:np:{node}"))
             .key(BUS)
             .key(NODES)
-            .arg(&*node)
-            .arg(user);
+            .key(op)
+            .arg(node)
+            .arg(user)
+            .arg(LEAVE_OP_TTL_MS);
         for room in rooms {
             call.arg(room);
         }
@@ -454,10 +553,13 @@ impl Cluster {
         let sent: Result<i64, _> = bounded(call.invoke_async(&mut self.conn())).await;
         if let Err(err) = sent {
             self.forget(token);
-            // Refused for an id that is still ours: we were buried. An older id: a repair
-            // already replaced it (and will ask this socket to reconnect).
-            if err.to_string().contains("NODE") && *self.node() == *node {
-                self.mark_lost("this node is not registered");
+            if err.to_string().contains("NODE") {
+                // An id a repair has replaced meanwhile: ask again under the new one.
+                if *self.node() != *node {
+                    return Err(SubscribeError::Stale);
+                }
+                // Still ours: we were buried, and repair.
+                self.mark_lost(Gap::NotRegistered);
             }
             return Err(SubscribeError::Unavailable);
         }
@@ -687,17 +789,19 @@ impl Cluster {
     /// (declared dead while it could not reach Redis) repairs its stream.
     async fn heartbeat(&self, first: bool) -> Result<(), ClusterError> {
         let node = self.node();
-        let (_, dead_after) = self.timing();
+        let (interval, dead_after) = self.timing();
         let mut call = self.inner.scripts.heartbeat.prepare_invoke();
         call.key(NODES)
+            .key(LAST_BEAT)
             .arg(&*node)
             .arg(dead_after.as_millis() as u64)
-            .arg(if first { "1" } else { "0" });
+            .arg(if first { "1" } else { "0" })
+            .arg(interval.as_millis() as u64);
         let out: Vec<Value> = bounded(call.invoke_async(&mut self.conn())).await?;
         self.inner.reachable.store(true, Ordering::SeqCst);
         let had = matches!(out.first(), Some(Value::Int(1)));
         if !had && !first {
-            self.mark_lost("this node was declared dead");
+            self.mark_lost(Gap::DeclaredDead);
         }
         // Burials in tasks of their own: this node's next heartbeat never waits for them.
         for dead in out.iter().skip(1) {
@@ -706,6 +810,7 @@ impl Cluster {
                 tokio::spawn(async move {
                     if let Ok(n) = cluster.bury(&dead).await {
                         if n >= 0 {
+                            cluster.inner.metrics.nodes_buried.inc();
                             tracing::warn!(node = %dead, entries = n, "buried a dead node");
                         }
                     }
@@ -728,11 +833,27 @@ impl Cluster {
         let (interval, _) = self.timing();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_round = tokio::time::Instant::now();
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
+            let early = tokio::select! {
+                _ = ticker.tick() => false,
+                _ = self.inner.repair_now.notified() => true,
                 _ = shutdown.cancelled() => return,
+            };
+            if early {
+                // Not before `REPAIR_GAP` after the last round; and while Redis is unreachable
+                // the next tick retries, as it would anyway.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(last_round + REPAIR_GAP) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                if !self.inner.lost.load(Ordering::SeqCst)
+                    || !self.inner.reachable.load(Ordering::SeqCst)
+                {
+                    continue;
+                }
             }
+            last_round = tokio::time::Instant::now();
             match self.heartbeat(false).await {
                 Ok(()) if self.inner.lost.load(Ordering::SeqCst) => {
                     if let Err(err) = self.repair().await {
@@ -803,12 +924,12 @@ impl Cluster {
                 }
                 PushKind::Disconnection => {
                     self.inner.reachable.store(false, Ordering::SeqCst);
-                    self.mark_lost("lost the connection to redis");
+                    self.mark_lost(Gap::Disconnected);
                 }
                 _ => {}
             }
             if self.inner.overflowed.swap(false, Ordering::SeqCst) {
-                self.mark_lost("the node fell behind the cluster's stream");
+                self.mark_lost(Gap::FellBehind);
             }
         }
         self.inner.pending.close();

@@ -66,8 +66,8 @@ impl Unsubscribed {
 pub enum SubscribeError {
     /// The socket is in `max_rooms` rooms already.
     TooManyRooms,
-    /// Membership changed (someone was removed, a room deleted) since the caller checked access:
-    /// check again.
+    /// Membership changed (someone was removed, a room deleted) since the caller checked access,
+    /// or a cluster node's repair replaced the id the request went out under: check again.
     Stale,
     /// The socket is gone.
     Gone,

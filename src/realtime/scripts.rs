@@ -9,7 +9,9 @@
 //! - `wsgate:pu:{room}` presence: user -> sockets subscribed on every live node;
 //! - `wsgate:np:{node}` one node's share of it: `room US user` -> sockets, so a dead node's share
 //!   can be taken off;
-//! - `wsgate:nodes` node -> heartbeat expiry (ms), a sorted set;
+//! - `wsgate:nodes` node -> heartbeat expiry (ms), a sorted set; `wsgate:nodes:beat` when any
+//!   node last beat (ms), which tells a silence of the whole cluster from one node's death;
+//! - `wsgate:op:{process}:{n}` a presence update that ran, kept a minute for its retries;
 //! - channel `wsgate:bus` everything every node delivers; `wsgate:node:{process}` one node's
 //!   answers to its subscriptions.
 //!
@@ -151,13 +153,15 @@ return out
 
 /// Sockets of one user on one node stop being subscribed to rooms (one room argument per socket):
 /// `left` on the bus where it was the user's last socket anywhere. A node no longer registered
-/// (it was declared dead, and its share taken off) changes nothing.
-/// KEYS: np, bus, nodes. ARGV: node, user, room...
+/// (it was declared dead, and its share taken off) changes nothing, and so does a retry of an
+/// operation that ran (its reply was lost): the operation's key says it ran.
+/// KEYS: np, bus, nodes, operation. ARGV: node, user, ms the operation key is kept, room...
 pub const LEAVE: &str = lua!(
     r#"
 if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
+if not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[3]) then return 1 end
 local user = ARGV[2]
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local room = ARGV[i]
   local field = room .. '\31' .. user
   local c = tonumber(redis.call('HGET', KEYS[1], field) or '0')
@@ -171,10 +175,24 @@ return 1
 );
 
 /// Renews a node's heartbeat (registers it when ARGV[3] is '1'). Returns `{was registered 1/0,
-/// dead nodes...}`. KEYS: nodes. ARGV: node, ms until it counts as dead, first ('1'/'0').
+/// dead nodes...}`. KEYS: nodes, last beat. ARGV: node, ms until it counts as dead, first
+/// ('1'/'0'), the heartbeat interval in ms.
+///
+/// A node is dead when the others kept beating and it did not. When nobody beat for longer than
+/// two intervals (Redis was paused or restarted from disk, the whole host froze, the clock jumped
+/// forward), that silence is nobody's fault: every deadline moves on by it before anyone is
+/// judged, so such an event never buries the nodes that lived through it.
 pub const HEARTBEAT: &str = lua!(
     r#"
 local ms = now_ms()
+local interval = tonumber(ARGV[4])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+redis.call('SET', KEYS[2], ms)
+if last > 0 and ms - last > 2 * interval then
+  local gap = ms - last - interval
+  local all = redis.call('ZRANGE', KEYS[1], 0, -1)
+  for _, n in ipairs(all) do redis.call('ZINCRBY', KEYS[1], gap, n) end
+end
 local had = redis.call('ZSCORE', KEYS[1], ARGV[1])
 -- A node that was buried is not registered again under the same id: it must repair (and come
 -- back as a new generation), even when the reply that said so was lost.

@@ -1,6 +1,6 @@
 //! Several wsgate nodes on one Redis and one MongoDB, driven like clients: tickets across nodes,
 //! one order per room, presence over nodes and after `kill -9` of one, revocation latency,
-//! recovery through another node, a Redis restart, and nginx in front (deploy/nginx.conf).
+//! recovery through another node, a Redis restart or freeze, and nginx in front (deploy/nginx.conf).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -510,6 +510,154 @@ async fn a_redis_restart_keeps_sockets_refuses_publishing_and_heals_by_itself() 
     assert_eq!(texts(&mut b, 1).await, ["after"]);
 }
 
+/// This node's `/metrics` text.
+async fn scrape(node: &TestApp) -> String {
+    reqwest::get(format!("{}/metrics", node.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The registered nodes and their heartbeat deadlines (Redis ms).
+async fn registered(redis: &RedisServer) -> Vec<(String, u64)> {
+    let flat = redis
+        .strings(&["ZRANGE", "wsgate:nodes", "0", "-1", "WITHSCORES"])
+        .await;
+    flat.chunks(2)
+        .map(|pair| (pair[0].clone(), pair[1].parse::<f64>().unwrap() as u64))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_longer_than_the_node_timeout_buries_nobody() {
+    let Some(cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let alice = cluster.gw(0).new_user("alice").await.unwrap();
+    let bob = cluster.gw(1).new_user("bob").await.unwrap();
+    let mut a = open(cluster.gw(0), &alice).await;
+    let mut b = open(cluster.gw(1), &bob).await;
+    a.focus(&[&alice.name, &bob.name]);
+    b.focus(&[&alice.name, &bob.name]);
+    let nodes: Vec<String> = registered(&cluster.redis)
+        .await
+        .into_iter()
+        .map(|(node, _)| node)
+        .collect();
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+
+    // As a suspended host: nobody beats for longer than the node timeout, then everybody does
+    // at once. Each node's last deadline is long past when the first of them beats again.
+    cluster
+        .redis
+        .freeze(Duration::from_millis(NODE_TIMEOUT_SECS * 1000 + 1000))
+        .await;
+    let time = cluster.redis.strings(&["TIME"]).await;
+    let resumed_ms =
+        time[0].parse::<u64>().unwrap() * 1000 + time[1].parse::<u64>().unwrap() / 1000;
+    // Every node has beaten again at least an interval after the freeze: past its first beat,
+    // which is when it would have buried the other one. A node buried then never renews under
+    // its id again. (`Cluster::timing`: interval timeout / 5, dead after timeout - 2 intervals.)
+    let interval = NODE_TIMEOUT_SECS * 1000 / 5;
+    let dead_after = NODE_TIMEOUT_SECS * 1000 - 2 * interval;
+    let renewed_past = resumed_ms + interval + dead_after;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = registered(&cluster.redis).await;
+        if nodes
+            .iter()
+            .all(|n| now.iter().any(|(m, until)| m == n && *until > renewed_past))
+        {
+            assert_eq!(
+                now.len(),
+                2,
+                "a node came back as a new generation: {now:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a node was buried or never beat again: before {nodes:?}, now {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nobody left, nobody was asked to reconnect, and chat crosses the nodes as before.
+    a.say("after the freeze").await.unwrap();
+    for socket in [&mut a, &mut b] {
+        let frame = next_of(socket, &["message", "left"]).await;
+        assert_eq!(frame["text"], "after the freeze", "{frame}");
+    }
+    for node in &cluster.nodes {
+        let text = scrape(node).await;
+        assert!(
+            !text.contains("wsgate_cluster_stream_gaps_total"),
+            "a gap was counted:\n{text}"
+        );
+        assert!(
+            text.contains("wsgate_cluster_nodes_buried_total 0"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_closed_while_redis_is_frozen_leaves_once_it_answers_without_a_repair() {
+    let Some(cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let alice = cluster.gw(0).new_user("alice").await.unwrap();
+    let bob = cluster.gw(1).new_user("bob").await.unwrap();
+    let carol = cluster.gw(1).new_user("carol").await.unwrap();
+    let mut a = open(cluster.gw(0), &alice).await;
+    let mut b = open(cluster.gw(1), &bob).await;
+    let c = open(cluster.gw(1), &carol).await;
+    let everyone = [alice.name.as_str(), bob.name.as_str(), carol.name.as_str()];
+    a.focus(&everyone);
+    b.focus(&everyone);
+    // Carol's socket is in everyone's presence before the freeze (her `joined` reached both).
+    for socket in [&mut a, &mut b] {
+        loop {
+            let frame = next_of(socket, &["joined"]).await;
+            if frame["user"] == carol.name.as_str() {
+                break;
+            }
+        }
+    }
+
+    // Longer than a request's timeout (2 s): the node's first attempt to take carol off the
+    // presence fails, and it cannot know whether Redis ran it.
+    cluster.redis.suspend();
+    c.close().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.redis.resume();
+
+    // Taken off exactly once: `left` on both nodes; nobody else left, nobody asked to reconnect.
+    for socket in [&mut a, &mut b] {
+        let frame = next_of(socket, &["left", "message"]).await;
+        assert_eq!(frame["type"], "left", "{frame}");
+        assert_eq!(frame["user"], carol.name.as_str(), "{frame}");
+    }
+    let presence = cluster.redis.strings(&["HGETALL", "wsgate:pu:lobby"]).await;
+    let mut users: Vec<&str> = presence.chunks(2).map(|p| p[0].as_str()).collect();
+    users.sort();
+    let mut expected = vec![alice.name.as_str(), bob.name.as_str()];
+    expected.sort();
+    assert_eq!(users, expected, "{presence:?}");
+    assert!(presence.chunks(2).all(|p| p[1] == "1"), "{presence:?}");
+    a.say("after the freeze").await.unwrap();
+    for socket in [&mut a, &mut b] {
+        let frame = next_of(socket, &["message", "left"]).await;
+        assert_eq!(frame["text"], "after the freeze", "{frame}");
+    }
+    let text = scrape(&cluster.nodes[1]).await;
+    assert!(
+        !text.contains("wsgate_cluster_stream_gaps_total"),
+        "a gap was counted:\n{text}"
+    );
+}
+
 /// nginx from deploy/nginx.conf (copied as it is) in front of three nodes.
 struct Nginx {
     child: Child,
@@ -767,6 +915,14 @@ async fn a_node_cut_off_from_redis_repairs_and_its_clients_recover_exactly() {
     for socket in [&mut w, &mut r] {
         let (code, reason) = socket.expect_close(Duration::from_secs(10)).await.unwrap();
         assert_eq!((code, reason.as_str()), (1012, "reconnect"));
+    }
+    // Counted where an operator sees it, by its cause.
+    for node in &cluster.nodes {
+        let text = scrape(node).await;
+        assert!(
+            text.contains("wsgate_cluster_stream_gaps_total{reason=\"disconnected\"}"),
+            "{text}"
+        );
     }
     let mut w = in_room(cluster.gw(0), &owner, &room).await;
     w.say_in(&room, "two").await.unwrap();

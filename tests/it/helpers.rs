@@ -348,6 +348,82 @@ impl RedisServer {
         assert!(!reply.starts_with('-'), "redis refused {words:?}: {reply}");
     }
 
+    /// Sends one command and reads its reply as strings: an array of bulk strings or integers
+    /// (a nil is an empty string), or a single one.
+    pub async fn strings(&self, words: &[&str]) -> Vec<String> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let mut request = format!("*{}\r\n", words.len());
+        for word in words {
+            request.push_str(&format!("${}\r\n{word}\r\n", word.len()));
+        }
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("redis answers");
+        let mut stream = tokio::io::BufReader::new(stream);
+        stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .unwrap();
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        assert!(!line.starts_with('-'), "redis refused {words:?}: {line}");
+        let count = match line.strip_prefix('*') {
+            Some(n) => n.trim().parse::<usize>().unwrap(),
+            None => 1,
+        };
+        let mut out = Vec::with_capacity(count);
+        for i in 0..count {
+            if i > 0 || line.starts_with('*') {
+                line.clear();
+                stream.read_line(&mut line).await.unwrap();
+            }
+            let head = line.trim_end();
+            if let Some(len) = head.strip_prefix('$') {
+                let Ok(len) = len.parse::<usize>() else {
+                    out.push(String::new()); // `$-1`: nil
+                    continue;
+                };
+                let mut data = vec![0; len + 2];
+                stream.read_exact(&mut data).await.unwrap();
+                data.truncate(len);
+                out.push(String::from_utf8(data).unwrap());
+            } else {
+                out.push(head.trim_start_matches([':', '+']).to_owned());
+            }
+        }
+        out
+    }
+
+    /// Freezes the server for `pause`, as when its host is suspended (see `suspend`).
+    pub async fn freeze(&self, pause: Duration) {
+        self.suspend();
+        tokio::time::sleep(pause).await;
+        self.resume();
+    }
+
+    /// Stops the server (SIGSTOP) until `resume`: its clients' connections stay, their requests
+    /// wait, and its clock runs on.
+    pub fn suspend(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a suspended server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.as_ref().expect("redis-server runs").id() as libc::pid_t;
+        // SAFETY: `kill` takes plain integers and touches no memory of ours; the pid is our own
+        // child's, not yet reaped (`stop` reaps it).
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "signal {signal} to redis"
+        );
+    }
+
     /// Kills it (its data goes: no persistence).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -64,8 +64,9 @@ const LEAVE_RETRIES: u32 = 3;
 const LEAVE_BACKOFF: Duration = Duration::from_millis(250);
 /// How long Redis remembers that a presence update ran, for its retries.
 const LEAVE_OP_TTL_MS: u64 = 60_000;
-/// The soonest a repair runs again after the last heartbeat round: one burst of losses is one
-/// repair, and a node that keeps losing its stream does not repair in a busy loop.
+/// The soonest an early repair runs after the last heartbeat round, so that one burst of losses
+/// is one repair. Early repairs are also at least a heartbeat interval apart: a node that keeps
+/// losing its stream asks its sockets to reconnect no more often than it did before they existed.
 const REPAIR_GAP: Duration = Duration::from_millis(100);
 /// The id of a conversation is kept this long (ids also have the clock as their floor).
 const DIRECT_ID_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -443,6 +444,9 @@ impl Cluster {
                         tokio::time::sleep(backoff).await;
                         backoff *= 2;
                     }
+                    // A repair replaced the generation meanwhile: its share, this entry with it,
+                    // is buried already.
+                    Err(_) if *cluster.node() != *node => return,
                     Err(err) => {
                         // The cluster's presence is now wrong about this node: repair it (a new
                         // generation buries the old one's share, see the module doc).
@@ -774,26 +778,34 @@ impl Cluster {
     /// Leaves the cluster on a clean shutdown: this node's share of the presence goes at once.
     pub async fn depart(&self) {
         let node = self.node();
-        if let Err(err) = self.bury(&node).await {
+        if let Err(err) = self.bury(&node, false).await {
             tracing::debug!(%err, "could not leave the cluster cleanly");
         }
     }
 
-    async fn bury(&self, node: &str) -> Result<i64, ClusterError> {
+    /// Buries `node` (see `scripts::BURY`); with `only_if_expired`, not if it renewed its
+    /// heartbeat since it was reported dead.
+    async fn bury(&self, node: &str, only_if_expired: bool) -> Result<i64, ClusterError> {
         let mut call = self.inner.scripts.bury.prepare_invoke();
-        call.key(NODES).key(BUS).arg(node);
+        call.key(NODES)
+            .key(BUS)
+            .arg(node)
+            .arg(if only_if_expired { "1" } else { "0" });
         bounded(call.invoke_async(&mut self.conn())).await
     }
 
     /// One heartbeat: renews this node, buries the dead. A node that finds itself unregistered
     /// (declared dead while it could not reach Redis) repairs its stream.
     async fn heartbeat(&self, first: bool) -> Result<(), ClusterError> {
-        let node = self.node();
+        self.heartbeat_as(&self.node(), first).await
+    }
+
+    async fn heartbeat_as(&self, node: &str, first: bool) -> Result<(), ClusterError> {
         let (interval, dead_after) = self.timing();
         let mut call = self.inner.scripts.heartbeat.prepare_invoke();
         call.key(NODES)
             .key(LAST_BEAT)
-            .arg(&*node)
+            .arg(node)
             .arg(dead_after.as_millis() as u64)
             .arg(if first { "1" } else { "0" })
             .arg(interval.as_millis() as u64);
@@ -808,7 +820,7 @@ impl Cluster {
             if let Ok(dead) = redis::from_redis_value_ref::<String>(dead) {
                 let cluster = self.clone();
                 tokio::spawn(async move {
-                    if let Ok(n) = cluster.bury(&dead).await {
+                    if let Ok(n) = cluster.bury(&dead, true).await {
                         if n >= 0 {
                             cluster.inner.metrics.nodes_buried.inc();
                             tracing::warn!(node = %dead, entries = n, "buried a dead node");
@@ -834,6 +846,7 @@ impl Cluster {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_round = tokio::time::Instant::now();
+        let mut last_early: Option<tokio::time::Instant> = None;
         loop {
             let early = tokio::select! {
                 _ = ticker.tick() => false,
@@ -841,10 +854,15 @@ impl Cluster {
                 _ = shutdown.cancelled() => return,
             };
             if early {
-                // Not before `REPAIR_GAP` after the last round; and while Redis is unreachable
-                // the next tick retries, as it would anyway.
+                // Not before `REPAIR_GAP` after the last round, nor within an interval of the last
+                // early one (see `REPAIR_GAP`); while Redis is unreachable the next tick retries,
+                // as it would anyway.
+                let mut at = last_round + REPAIR_GAP;
+                if let Some(last) = last_early {
+                    at = at.max(last + interval);
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep_until(last_round + REPAIR_GAP) => {}
+                    _ = tokio::time::sleep_until(at) => {}
                     _ = shutdown.cancelled() => return,
                 }
                 if !self.inner.lost.load(Ordering::SeqCst)
@@ -852,6 +870,7 @@ impl Cluster {
                 {
                     continue;
                 }
+                last_early = Some(tokio::time::Instant::now());
             }
             last_round = tokio::time::Instant::now();
             match self.heartbeat(false).await {
@@ -878,11 +897,13 @@ impl Cluster {
         let old = self.node();
         let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let new: Arc<str> = format!("{}-{generation}", self.inner.process).into();
+        // Registered before anything goes out under it: a subscription under an id Redis does not
+        // know yet would be refused, and counted as a new gap.
+        self.heartbeat_as(&new, true).await?;
         *self.inner.node.lock().unwrap_or_else(|p| p.into_inner()) = new;
-        self.heartbeat(true).await?;
         // Kicked before delivery resumes: a kick goes before any frame still queued.
         let asked = self.inner.hub.kick_all(Kick::Reconnect);
-        let _ = self.bury(&old).await;
+        let _ = self.bury(&old, false).await;
         if self.inner.losses.load(Ordering::SeqCst) == losses {
             self.inner.lost.store(false, Ordering::SeqCst);
         }

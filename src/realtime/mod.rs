@@ -6,7 +6,8 @@ pub mod cluster;
 pub mod engine;
 pub mod hub;
 pub mod inbox;
-mod scripts;
+// Public for the cluster tests, which run a script against a real Redis.
+pub mod scripts;
 
 pub use cluster::{Cluster, ClusterConfig, ClusterError};
 pub use engine::{Engine, EngineError, PublishError};

@@ -208,9 +208,16 @@ return out
 
 /// Takes a node's share off the presence (`left` where it was a user's last socket), once: the
 /// node's registration is removed first, and only the caller that removed it does the rest.
-/// KEYS: nodes, bus. ARGV: node. Returns how many presence entries it removed (or -1: done before).
+/// With ARGV[2] '1' (a node reported dead by a heartbeat), not a node that renewed meanwhile: a
+/// heartbeat queued behind a pause may land between the report and the burial.
+/// KEYS: nodes, bus. ARGV: node, only if expired ('1'/'0'). Returns how many presence entries it
+/// removed (or -1: done before, or renewed).
 pub const BURY: &str = lua!(
     r#"
+if ARGV[2] == '1' then
+  local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if deadline and tonumber(deadline) >= now_ms() then return -1 end
+end
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 and redis.call('EXISTS', 'wsgate:np:' .. ARGV[1]) == 0 then
   return -1
 end

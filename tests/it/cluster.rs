@@ -171,6 +171,17 @@ async fn next_in(socket: &mut Socket, kind: &str, room: &str) -> Value {
     }
 }
 
+/// Alice with a socket on node 0 and Bob with one on node 1, each seeing frames about both.
+async fn alice_and_bob(cluster: &Cluster) -> (User, User, Socket, Socket) {
+    let alice = cluster.gw(0).new_user("alice").await.unwrap();
+    let bob = cluster.gw(1).new_user("bob").await.unwrap();
+    let mut a = open(cluster.gw(0), &alice).await;
+    let mut b = open(cluster.gw(1), &bob).await;
+    a.focus(&[&alice.name, &bob.name]);
+    b.focus(&[&alice.name, &bob.name]);
+    (alice, bob, a, b)
+}
+
 async fn texts(socket: &mut Socket, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     while out.len() < n {
@@ -438,12 +449,7 @@ async fn a_redis_restart_keeps_sockets_refuses_publishing_and_heals_by_itself() 
     let Some(mut cluster) = Cluster::start(2).await else {
         return;
     };
-    let alice = cluster.gw(0).new_user("alice").await.unwrap();
-    let bob = cluster.gw(1).new_user("bob").await.unwrap();
-    let mut a = open(cluster.gw(0), &alice).await;
-    let mut b = open(cluster.gw(1), &bob).await;
-    a.focus(&[&alice.name, &bob.name]);
-    b.focus(&[&alice.name, &bob.name]);
+    let (alice, bob, mut a, mut b) = alice_and_bob(&cluster).await;
     a.say("before").await.unwrap();
     let before = next_of(&mut b, &["message"]).await;
     let since = before["id"].as_str().unwrap().to_owned();
@@ -520,6 +526,25 @@ async fn scrape(node: &TestApp) -> String {
         .unwrap()
 }
 
+/// `a` says `text`, and it is the next message on `a` and on `b`, with no `left` before it.
+async fn chat_crosses(a: &mut Socket, b: &mut Socket, text: &str) {
+    a.say(text).await.unwrap();
+    for socket in [a, b] {
+        let frame = next_of(socket, &["message", "left"]).await;
+        assert_eq!(frame["text"], text, "{frame}");
+    }
+}
+
+/// This node counted no gap in its cluster stream; its `/metrics` text.
+async fn no_gap_counted(node: &TestApp) -> String {
+    let text = scrape(node).await;
+    assert!(
+        !text.contains("wsgate_cluster_stream_gaps_total"),
+        "a gap was counted:\n{text}"
+    );
+    text
+}
+
 /// The registered nodes and their heartbeat deadlines (Redis ms).
 async fn registered(redis: &RedisServer) -> Vec<(String, u64)> {
     let flat = redis
@@ -535,12 +560,7 @@ async fn a_frozen_redis_longer_than_the_node_timeout_buries_nobody() {
     let Some(cluster) = Cluster::start(2).await else {
         return;
     };
-    let alice = cluster.gw(0).new_user("alice").await.unwrap();
-    let bob = cluster.gw(1).new_user("bob").await.unwrap();
-    let mut a = open(cluster.gw(0), &alice).await;
-    let mut b = open(cluster.gw(1), &bob).await;
-    a.focus(&[&alice.name, &bob.name]);
-    b.focus(&[&alice.name, &bob.name]);
+    let (_, _, mut a, mut b) = alice_and_bob(&cluster).await;
     let nodes: Vec<String> = registered(&cluster.redis)
         .await
         .into_iter()
@@ -584,17 +604,9 @@ async fn a_frozen_redis_longer_than_the_node_timeout_buries_nobody() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Nobody left, nobody was asked to reconnect, and chat crosses the nodes as before.
-    a.say("after the freeze").await.unwrap();
-    for socket in [&mut a, &mut b] {
-        let frame = next_of(socket, &["message", "left"]).await;
-        assert_eq!(frame["text"], "after the freeze", "{frame}");
-    }
+    chat_crosses(&mut a, &mut b, "after the freeze").await;
     for node in &cluster.nodes {
-        let text = scrape(node).await;
-        assert!(
-            !text.contains("wsgate_cluster_stream_gaps_total"),
-            "a gap was counted:\n{text}"
-        );
+        let text = no_gap_counted(node).await;
         assert!(
             text.contains("wsgate_cluster_nodes_buried_total 0"),
             "{text}"
@@ -607,11 +619,8 @@ async fn a_socket_closed_while_redis_is_frozen_is_taken_off_presence_exactly_onc
     let Some(cluster) = Cluster::start(2).await else {
         return;
     };
-    let alice = cluster.gw(0).new_user("alice").await.unwrap();
-    let bob = cluster.gw(1).new_user("bob").await.unwrap();
+    let (alice, bob, mut a, mut b) = alice_and_bob(&cluster).await;
     let carol = cluster.gw(1).new_user("carol").await.unwrap();
-    let mut a = open(cluster.gw(0), &alice).await;
-    let mut b = open(cluster.gw(1), &bob).await;
     // Carol has two sockets on node 1: one closing must not take her off the presence.
     let c1 = open(cluster.gw(1), &carol).await;
     let c2 = open(cluster.gw(1), &carol).await;
@@ -672,11 +681,7 @@ async fn a_socket_closed_while_redis_is_frozen_is_taken_off_presence_exactly_onc
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    a.say("after the freeze").await.unwrap();
-    for socket in [&mut a, &mut b] {
-        let frame = next_of(socket, &["message", "left"]).await;
-        assert_eq!(frame["text"], "after the freeze", "{frame}");
-    }
+    chat_crosses(&mut a, &mut b, "after the freeze").await;
     // The retries are over by now (four attempts within about ten seconds of the close at most,
     // and Redis answers again): the count stayed at one.
     let presence = cluster.redis.strings(&["HGETALL", "wsgate:pu:lobby"]).await;
@@ -692,11 +697,7 @@ async fn a_socket_closed_while_redis_is_frozen_is_taken_off_presence_exactly_onc
         assert_eq!(frame["type"], "left", "{frame}");
         assert_eq!(frame["user"], carol.name.as_str(), "{frame}");
     }
-    let text = scrape(&cluster.nodes[1]).await;
-    assert!(
-        !text.contains("wsgate_cluster_stream_gaps_total"),
-        "a gap was counted:\n{text}"
-    );
+    no_gap_counted(&cluster.nodes[1]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

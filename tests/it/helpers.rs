@@ -327,25 +327,9 @@ impl RedisServer {
             && &reply == b"+PONG\r\n"
     }
 
-    /// Sends one command (its words, as RESP) and waits for the reply's first line.
+    /// Sends one command (its words, as RESP) and waits for its reply, which must not be an error.
     pub async fn command(&self, words: &[&str]) {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let mut request = format!("*{}\r\n", words.len());
-        for word in words {
-            request.push_str(&format!("${}\r\n{word}\r\n", word.len()));
-        }
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .expect("redis answers");
-        let mut stream = tokio::io::BufReader::new(stream);
-        stream
-            .get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .unwrap();
-        let mut reply = String::new();
-        stream.read_line(&mut reply).await.unwrap();
-        assert!(!reply.starts_with('-'), "redis refused {words:?}: {reply}");
+        self.strings(words).await;
     }
 
     /// Sends one command and reads its reply as strings: an array of bulk strings or integers

@@ -426,8 +426,10 @@ impl Cluster {
     /// counted lost, and repaired.
     fn spawn_leave(&self, user: String, rooms: Vec<String>) {
         let cluster = self.clone();
-        // The generation the sockets were subscribed in: a retry after a repair must not touch
-        // the new generation's share (the old one's is buried with it).
+        // The generation current as the sockets leave, kept for every attempt: a retry after a
+        // repair goes to the old generation, buried with its share, and changes nothing there.
+        // (A socket that subscribed under an older generation still leaves under this one: the
+        // hub does not keep a subscription's generation.)
         let node = self.node();
         let op = format!(
             "wsgate:op:{}:{}",

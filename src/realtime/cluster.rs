@@ -14,7 +14,8 @@
 //!   duplicate, and no socket ever sees its own `joined`.
 //! - Nodes renew a heartbeat; any node buries a node whose heartbeat expired (its users are
 //!   `left` everywhere), once. A silence of the whole cluster (Redis paused, the host suspended,
-//!   the clock jumped) is nobody's death: the heartbeat script moves every deadline on by it.
+//!   the clock jumped) is nobody's death: the heartbeat script moves every deadline on by it
+//!   (less one interval). A burial re-checks the deadline, so a node that renewed meanwhile stays.
 //! - A presence update whose effect is unknown (a timeout) is retried under an operation id that
 //!   Redis applies once; only when retries fail is it counted as a gap.
 //! - Pub/sub is at most once: when this node's connection drops (or its inbound queue overflows)

@@ -180,8 +180,9 @@ return 1
 ///
 /// A node is dead when the others kept beating and it did not. When nobody beat for longer than
 /// two intervals (Redis was paused or restarted from disk, the whole host froze, the clock jumped
-/// forward), that silence is nobody's fault: every deadline moves on by it before anyone is
-/// judged, so such an event never buries the nodes that lived through it.
+/// forward), that silence is nobody's fault: every deadline moves on by it, less the one interval
+/// a node may be silent anyway, before anyone is judged. Such an event never buries the nodes
+/// that lived through it, and a dead node's deadline still comes, an interval per beat at least.
 pub const HEARTBEAT: &str = lua!(
     r#"
 local ms = now_ms()

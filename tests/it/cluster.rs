@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use wsgate::realtime::scripts::{BURY, LEAVE};
 use wsgate_testkit::{Gateway, Socket, Upgrade, User};
 
 use crate::helpers::{mongo_database, spawn_app_with_settings, RedisServer, TestApp};
@@ -707,33 +708,12 @@ async fn a_presence_update_run_twice_under_its_operation_id_applies_once() {
     };
     // Carol has two sockets in lobby on node n1; one of them closes, and the node's first attempt
     // to say so timed out after Redis had run it: the retry carries the same operation id.
-    redis
-        .command(&["ZADD", "wsgate:nodes", "99999999999999", "n1"])
-        .await;
-    redis
-        .command(&["HSET", "wsgate:np:n1", "lobby\x1fcarol", "2"])
-        .await;
-    redis
-        .command(&["HSET", "wsgate:pu:lobby", "carol", "2"])
-        .await;
+    carol_on_n1(&redis, "2").await;
     let leave = |op: &'static str| {
         let redis = &redis;
         async move {
-            redis
-                .strings(&[
-                    "EVAL",
-                    wsgate::realtime::scripts::LEAVE,
-                    "4",
-                    "wsgate:np:n1",
-                    "wsgate:bus",
-                    "wsgate:nodes",
-                    op,
-                    "n1",
-                    "carol",
-                    "60000",
-                    "lobby",
-                ])
-                .await
+            let keys = ["wsgate:np:n1", "wsgate:bus", "wsgate:nodes", op];
+            eval(redis, LEAVE, &keys, &["n1", "carol", "60000", "lobby"]).await
         }
     };
     assert_eq!(leave("wsgate:op:p:1").await, ["1"]);
@@ -748,6 +728,50 @@ async fn a_presence_update_run_twice_under_its_operation_id_applies_once() {
     assert_eq!(leave("wsgate:op:p:2").await, ["1"]);
     assert_eq!(count("wsgate:pu:lobby", "carol").await, [""]);
     assert_eq!(count("wsgate:np:n1", "lobby\x1fcarol").await, [""]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reported_dead_that_renewed_meanwhile_is_not_buried() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    // n1 was reported dead by a heartbeat, then its own heartbeat (queued behind a pause) renewed
+    // it before the burial ran: the burial leaves it, and its presence.
+    carol_on_n1(&redis, "1").await;
+    let keys = ["wsgate:nodes", "wsgate:bus"];
+    assert_eq!(eval(&redis, BURY, &keys, &["n1", "1"]).await, ["-1"]);
+    let score = redis.strings(&["ZSCORE", "wsgate:nodes", "n1"]).await;
+    assert_eq!(score, ["99999999999999"]);
+    let count = redis.strings(&["HGET", "wsgate:pu:lobby", "carol"]).await;
+    assert_eq!(count, ["1"]);
+    // Once its deadline has passed, it is buried, once, with its share of the presence.
+    redis.command(&["ZADD", "wsgate:nodes", "1", "n1"]).await;
+    assert_eq!(eval(&redis, BURY, &keys, &["n1", "1"]).await, ["1"]);
+    assert_eq!(eval(&redis, BURY, &keys, &["n1", "1"]).await, ["-1"]);
+    let count = redis.strings(&["HGET", "wsgate:pu:lobby", "carol"]).await;
+    assert_eq!(count, [""]);
+}
+
+/// Node n1, registered far into the future, with `sockets` of carol's sockets in lobby.
+async fn carol_on_n1(redis: &RedisServer, sockets: &str) {
+    redis
+        .command(&["ZADD", "wsgate:nodes", "99999999999999", "n1"])
+        .await;
+    redis
+        .command(&["HSET", "wsgate:np:n1", "lobby\x1fcarol", sockets])
+        .await;
+    redis
+        .command(&["HSET", "wsgate:pu:lobby", "carol", sockets])
+        .await;
+}
+
+/// Runs one of the cluster's scripts with these keys and arguments (`EVAL`); its reply.
+async fn eval(redis: &RedisServer, script: &str, keys: &[&str], args: &[&str]) -> Vec<String> {
+    let count = keys.len().to_string();
+    let mut words = vec!["EVAL", script, &count];
+    words.extend_from_slice(keys);
+    words.extend_from_slice(args);
+    redis.strings(&words).await
 }
 
 /// nginx from deploy/nginx.conf (copied as it is) in front of three nodes.

@@ -21,7 +21,10 @@
 //! - Pub/sub is at most once: when this node's connection drops (or its inbound queue overflows)
 //!   it may have missed frames. It then starts a new generation (a new node id), buries the old
 //!   one and asks every local socket to reconnect (1012): the clients resubscribe with `since`
-//!   and recover exactly from the window when it survived, or are told `recovered: false`.
+//!   and recover exactly from the window when it survived, or are told `recovered: false`. The
+//!   hub keeps the generation each subscription was counted under: one that ends later leaves
+//!   that generation's share (buried: nothing to do), never the new one's, where another socket
+//!   of the same user may be counted. A socket asked to reconnect is not subscribed anew.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,7 +38,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{parse_id, ConnId, Hub, Published, SubscribeError, LOBBY};
+use super::hub::{parse_id, ClusterAnswer, ConnId, Ended, Hub, Published, SubscribeError, LOBBY};
 use super::inbox::Kick;
 use super::scripts;
 use crate::metrics::ClusterMetrics;
@@ -113,9 +116,8 @@ struct Inner {
     /// This process's channel: `wsgate:node:{process}`.
     channel: String,
     process: String,
-    /// The node id of the current generation (see the module doc).
-    node: Mutex<Arc<str>>,
-    generation: AtomicU64,
+    /// The current generation (see the module doc).
+    node: Mutex<NodeId>,
     /// Subscriptions waiting for their answer.
     pending: Waiters,
     next_token: AtomicU64,
@@ -135,6 +137,14 @@ struct Inner {
     repair_now: Notify,
     metrics: ClusterMetrics,
     scripts: Scripts,
+}
+
+/// One generation of this node: its number, and the id it is registered under in Redis
+/// (`{process}-{generation}`).
+#[derive(Debug, Clone)]
+struct NodeId {
+    generation: u64,
+    id: Arc<str>,
 }
 
 /// Why this node's stream may have a gap.
@@ -245,6 +255,8 @@ struct Answer {
     room: String,
     user: String,
     conn: String,
+    /// The node id the script counted the subscription under.
+    node: String,
     /// `cjson` encodes an empty array as `{}`: both are read as empty.
     #[serde(deserialize_with = "lenient_strings")]
     users: Vec<String>,
@@ -299,14 +311,16 @@ impl Cluster {
             .get_connection_manager_with_config(manager_config)
             .await?;
         let process = random_id();
-        let node: Arc<str> = format!("{process}-0").into();
+        let node = NodeId {
+            generation: 0,
+            id: format!("{process}-0").into(),
+        };
         let inner = Arc::new(Inner {
             hub,
             redis,
             channel: format!("wsgate:node:{process}"),
             process,
             node: Mutex::new(node),
-            generation: AtomicU64::new(0),
             pending: Waiters::default(),
             next_token: AtomicU64::new(1),
             next_op: AtomicU64::new(1),
@@ -333,7 +347,7 @@ impl Cluster {
         cluster.heartbeat(true).await?;
         tokio::spawn(cluster.clone().dispatch(rx, shutdown.clone()));
         tokio::spawn(cluster.clone().beat(shutdown));
-        tracing::info!(node = %cluster.node(), "joined the cluster");
+        tracing::info!(node = %cluster.node().id, "joined the cluster");
         Ok(cluster)
     }
 
@@ -355,12 +369,20 @@ impl Cluster {
         &self.inner.hub
     }
 
-    fn node(&self) -> Arc<str> {
+    fn node(&self) -> NodeId {
         self.inner
             .node
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The generation of this process that `node` (an id Redis handed back) names.
+    fn generation_of(&self, node: &str) -> Option<u64> {
+        node.strip_prefix(self.inner.process.as_str())?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -414,10 +436,22 @@ impl Cluster {
     /// Takes a closed socket out of the hub and of the cluster's presence.
     pub fn leave(&self, conn: ConnId) {
         if let Some(left) = self.inner.hub.leave(conn) {
-            if !left.rooms.is_empty() {
-                let rooms: Vec<String> = left.rooms.iter().map(|r| r.to_string()).collect();
-                self.spawn_leave(left.user.to_string(), rooms);
+            self.leave_ended(&left.user, left.rooms);
+        }
+    }
+
+    /// Takes ended subscriptions off the presence, each from the generation it was counted
+    /// under (see `spawn_leave`).
+    fn leave_ended(&self, user: &str, ended: Vec<Ended>) {
+        let mut by_generation: Vec<(u64, Vec<String>)> = Vec::new();
+        for Ended { room, generation } in ended {
+            match by_generation.iter_mut().find(|(g, _)| *g == generation) {
+                Some((_, rooms)) => rooms.push(room.to_string()),
+                None => by_generation.push((generation, vec![room.to_string()])),
             }
+        }
+        for (generation, rooms) in by_generation {
+            self.spawn_leave(generation, user.to_owned(), rooms);
         }
     }
 
@@ -425,13 +459,20 @@ impl Cluster {
     /// slow or away, the script's effect unknown) is tried again under the same operation id,
     /// which the script applies at most once. Only when every attempt failed is the presence
     /// counted lost, and repaired.
-    fn spawn_leave(&self, user: String, rooms: Vec<String>) {
-        let cluster = self.clone();
-        // The generation current as the sockets leave, kept for every attempt: a retry after a
-        // repair goes to the old generation, buried with its share, and changes nothing there.
-        // (A socket that subscribed under an older generation still leaves under this one: the
-        // hub does not keep a subscription's generation.)
+    ///
+    /// `generation` is the one the subscriptions were counted under. An older one's share of the
+    /// presence is buried already (or will be: a repair buries it, or, failing that, its expired
+    /// heartbeat), these entries with it; taking them off the current generation's share instead
+    /// would take another socket of the user's there.
+    fn spawn_leave(&self, generation: u64, user: String, rooms: Vec<String>) {
+        if rooms.is_empty() {
+            return;
+        }
         let node = self.node();
+        if node.generation != generation {
+            return;
+        }
+        let cluster = self.clone();
         let op = format!(
             "wsgate:op:{}:{}",
             self.inner.process,
@@ -440,7 +481,7 @@ impl Cluster {
         tokio::spawn(async move {
             let mut backoff = LEAVE_BACKOFF;
             for attempt in 0..=LEAVE_RETRIES {
-                match cluster.leave_rooms(&node, &op, &user, &rooms).await {
+                match cluster.leave_rooms(&node.id, &op, &user, &rooms).await {
                     Ok(()) => return,
                     Err(err) if attempt < LEAVE_RETRIES => {
                         tracing::debug!(%err, attempt, "presence update failed, trying again");
@@ -449,7 +490,7 @@ impl Cluster {
                     }
                     // A repair replaced the generation meanwhile: its share, this entry with it,
                     // is buried already.
-                    Err(_) if *cluster.node() != *node => return,
+                    Err(_) if cluster.node().generation != generation => return,
                     Err(err) => {
                         // The cluster's presence is now wrong about this node: repair it (a new
                         // generation buries the old one's share, see the module doc).
@@ -543,7 +584,7 @@ impl Cluster {
             .map(|s| if s.is_empty() { "0" } else { s });
         let mut call = self.inner.scripts.subscribe.prepare_invoke();
         call.key(format!("wsgate:pu:{room}"))
-            .key(format!("wsgate:np:{node}"))
+            .key(format!("wsgate:np:{}", node.id))
             .key(format!("wsgate:win:{room}"))
             .key(BUS)
             .key(&self.inner.channel)
@@ -555,14 +596,14 @@ impl Cluster {
             .arg(since_given.unwrap_or(""))
             .arg(if prepared.replay_allowed { "1" } else { "0" })
             .arg(age_ms)
-            .arg(&*node)
+            .arg(&*node.id)
             .arg(MAX_REPLAY_BYTES);
         let sent: Result<i64, _> = bounded(call.invoke_async(&mut self.conn())).await;
         if let Err(err) = sent {
             self.forget(token);
             if err.to_string().contains("NODE") {
                 // An id a repair has replaced meanwhile: ask again under the new one.
-                if *self.node() != *node {
+                if self.node().generation != node.generation {
                     return Err(SubscribeError::Stale);
                 }
                 // Still ours: we were buried, and repair.
@@ -575,7 +616,11 @@ impl Cluster {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => {
                 // The dispatcher stopped before the answer: the script ran, nothing applied it.
-                self.spawn_leave(prepared.user.to_string(), vec![room.to_owned()]);
+                self.spawn_leave(
+                    node.generation,
+                    prepared.user.to_string(),
+                    vec![room.to_owned()],
+                );
                 Err(SubscribeError::Unavailable)
             }
             Err(_) => {
@@ -596,8 +641,8 @@ impl Cluster {
 
     /// Unsubscribes a socket (`unsubscribed`, reason `requested`).
     pub fn unsubscribe(&self, conn: ConnId, room: &str) {
-        if let Some(user) = self.inner.hub.unsubscribe(conn, room) {
-            self.spawn_leave(user.to_string(), vec![room.to_owned()]);
+        if let Some((user, ended)) = self.inner.hub.unsubscribe(conn, room) {
+            self.leave_ended(&user, vec![ended]);
         }
     }
 
@@ -752,19 +797,17 @@ impl Cluster {
     }
 
     fn removed(&self, room: &str, user: &str) {
-        let removed = self.inner.hub.remove_member(room, user);
-        if removed > 0 {
-            self.spawn_leave(user.to_owned(), vec![room.to_owned(); removed]);
-        }
+        let ended = self.inner.hub.remove_member(room, user);
+        self.leave_ended(user, ended);
     }
 
     fn deleted(&self, room: &str) {
-        let mut by_user: HashMap<Arc<str>, Vec<String>> = HashMap::new();
-        for user in self.inner.hub.delete_room(room) {
-            by_user.entry(user).or_default().push(room.to_owned());
+        let mut by_user: HashMap<Arc<str>, Vec<Ended>> = HashMap::new();
+        for (user, ended) in self.inner.hub.delete_room(room) {
+            by_user.entry(user).or_default().push(ended);
         }
-        for (user, rooms) in by_user {
-            self.spawn_leave(user.to_string(), rooms);
+        for (user, ended) in by_user {
+            self.leave_ended(&user, ended);
         }
     }
 
@@ -781,7 +824,7 @@ impl Cluster {
     /// Leaves the cluster on a clean shutdown: this node's share of the presence goes at once.
     pub async fn depart(&self) {
         let node = self.node();
-        if let Err(err) = self.bury(&node, false).await {
+        if let Err(err) = self.bury(&node.id, false).await {
             tracing::debug!(%err, "could not leave the cluster cleanly");
         }
     }
@@ -800,7 +843,7 @@ impl Cluster {
     /// One heartbeat: renews this node, buries the dead. A node that finds itself unregistered
     /// (declared dead while it could not reach Redis) repairs its stream.
     async fn heartbeat(&self, first: bool) -> Result<(), ClusterError> {
-        self.heartbeat_as(&self.node(), first).await
+        self.heartbeat_as(&self.node().id, first).await
     }
 
     async fn heartbeat_as(&self, node: &str, first: bool) -> Result<(), ClusterError> {
@@ -898,15 +941,18 @@ impl Cluster {
         let losses = self.inner.losses.load(Ordering::SeqCst);
         self.listen().await?;
         let old = self.node();
-        let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let new: Arc<str> = format!("{}-{generation}", self.inner.process).into();
+        let generation = old.generation + 1;
+        let new = NodeId {
+            generation,
+            id: format!("{}-{generation}", self.inner.process).into(),
+        };
         // Registered before anything goes out under it: a subscription under an id Redis does not
         // know yet would be refused, and counted as a new gap.
-        self.heartbeat_as(&new, true).await?;
+        self.heartbeat_as(&new.id, true).await?;
         *self.inner.node.lock().unwrap_or_else(|p| p.into_inner()) = new;
         // Kicked before delivery resumes: a kick goes before any frame still queued.
         let asked = self.inner.hub.kick_all(Kick::Reconnect);
-        let _ = self.bury(&old, false).await;
+        let _ = self.bury(&old.id, false).await;
         if self.inner.losses.load(Ordering::SeqCst) == losses {
             self.inner.lost.store(false, Ordering::SeqCst);
         }
@@ -1026,10 +1072,12 @@ impl Cluster {
             tracing::warn!("unreadable subscription answer");
             return;
         };
+        // Never another process's id: this node's channel carries only its own answers.
+        let generation = self.generation_of(&answer.node).unwrap_or(u64::MAX);
         let pending = self.forget(token);
         let Some(pending) = pending else {
             // Its waiter gave up: take the subscription off the presence again.
-            self.spawn_leave(answer.user, vec![answer.room]);
+            self.spawn_leave(generation, answer.user, vec![answer.room]);
             return;
         };
         let conn: ConnId = answer.conn.parse().unwrap_or(0);
@@ -1050,15 +1098,18 @@ impl Cluster {
         let result = self.inner.hub.apply_subscribed(
             conn,
             &answer.room,
-            pending.epoch,
-            users,
-            last_id,
-            recovered,
-            replay,
-            pending.announce,
+            ClusterAnswer {
+                epoch: pending.epoch,
+                generation,
+                users,
+                last_id,
+                recovered,
+                replay,
+                announce: pending.announce,
+            },
         );
         if result.is_err() {
-            self.spawn_leave(answer.user, vec![answer.room]);
+            self.spawn_leave(generation, answer.user, vec![answer.room]);
         }
         let _ = pending.reply.send(result);
     }

@@ -79,7 +79,16 @@ pub enum SubscribeError {
 #[derive(Debug)]
 pub struct Left {
     pub user: Arc<str>,
-    pub rooms: Vec<Arc<str>>,
+    pub rooms: Vec<Ended>,
+}
+
+/// A subscription that ended, for the cluster's presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub room: Arc<str>,
+    /// The cluster node's generation it was counted under (see `apply_subscribed`; 0 on a single
+    /// node): a later generation's share of the presence does not hold it.
+    pub generation: u64,
 }
 
 /// What a cluster node needs to ask the cluster for a subscription (see `prepare_subscribe`).
@@ -91,6 +100,25 @@ pub struct Prepared {
     pub already_after: Option<u64>,
     /// Whether a recovery may replay frames (see `REPLAY_INTERVAL`).
     pub replay_allowed: bool,
+}
+
+/// The cluster's answer to a subscription (see `Hub::apply_subscribed`).
+#[derive(Debug)]
+pub struct ClusterAnswer {
+    /// The membership epoch the access check was made at (see `Hub::acl_epoch`).
+    pub epoch: u64,
+    /// The node's generation the script counted the subscription under (see `Ended`).
+    pub generation: u64,
+    /// The room's presence, sorted.
+    pub users: Vec<String>,
+    /// The room's last id.
+    pub last_id: u64,
+    /// The recovery's outcome (`None`: no `since` was given).
+    pub recovered: Option<bool>,
+    /// The frames to replay, in order.
+    pub replay: Vec<Utf8Bytes>,
+    /// Whether to queue `subscribed` (a join's `lobby` is answered by `auth_ok` instead).
+    pub announce: bool,
 }
 
 /// A frame for a room the socket is not subscribed to.
@@ -177,6 +205,17 @@ struct Subscription {
     room: Arc<str>,
     /// The room's last message id when the socket subscribed: everything after it was delivered.
     after: u64,
+    /// See `Ended::generation`.
+    generation: u64,
+}
+
+impl Subscription {
+    fn ended(&self) -> Ended {
+        Ended {
+            room: self.room.clone(),
+            generation: self.generation,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -348,7 +387,7 @@ impl Hub {
             }
         }
         Some(Left {
-            rooms: socket.rooms.into_iter().map(|s| s.room).collect(),
+            rooms: socket.rooms.iter().map(Subscription::ended).collect(),
             user: socket.user,
         })
     }
@@ -458,14 +497,16 @@ impl Hub {
         socket.rooms.push(Subscription {
             room: room_key,
             after: room.last_id,
+            generation: 0,
         });
         (users, recovered)
     }
 
     /// Unsubscribes a socket from a room (or confirms it is not in it): `unsubscribed`, reason
     /// `requested`.
-    /// Returns the socket's user when it was subscribed (a cluster node updates the presence).
-    pub fn unsubscribe(&self, conn: ConnId, room: &str) -> Option<Arc<str>> {
+    /// Returns the socket's user and its subscription when it was subscribed (a cluster node
+    /// updates the presence).
+    pub fn unsubscribe(&self, conn: ConnId, room: &str) -> Option<(Arc<str>, Ended)> {
         let mut state = self.state();
         self.unsubscribe_locked(&mut state, conn, room, Unsubscribed::Requested)
     }
@@ -476,22 +517,22 @@ impl Hub {
         conn: ConnId,
         room: &str,
         reason: Unsubscribed,
-    ) -> Option<Arc<str>> {
+    ) -> Option<(Arc<str>, Ended)> {
         let queue = self.shared.config.queue;
         let socket = state.sockets.get_mut(&conn)?;
         let user = socket.user.clone();
         let inbox = socket.inbox.clone();
-        let was_in = match socket.rooms.iter().position(|s| &*s.room == room) {
+        let ended = match socket.rooms.iter().position(|s| &*s.room == room) {
             Some(at) => {
-                socket.rooms.swap_remove(at);
+                let ended = socket.rooms.swap_remove(at).ended();
                 if let Some(rare) = &mut socket.rare {
                     rare.typing.retain(|(r, _)| &**r != room);
                 }
-                true
+                Some(ended)
             }
-            None => false,
+            None => None,
         };
-        if was_in {
+        if ended.is_some() {
             leave_room(state, conn, &user, room, &self.shared.config);
         }
         let frame = ServerFrame::Unsubscribed {
@@ -499,7 +540,7 @@ impl Hub {
             reason: reason.as_str(),
         };
         inbox.push(frame.to_json().into(), queue);
-        was_in.then_some(user)
+        ended.map(|ended| (user, ended))
     }
 
     /// Whether the socket is subscribed to the room.
@@ -692,29 +733,32 @@ impl Hub {
 
     /// Takes `user` out of a room at once (they were removed from its member list, or left):
     /// their subscribed sockets get `unsubscribed` (reason `removed`), the others `left`.
-    /// Returns how many of the user's sockets it unsubscribed.
-    pub fn remove_member(&self, room: &str, user: &str) -> usize {
+    /// Returns the subscriptions it ended, one per socket of the user's that was subscribed.
+    pub fn remove_member(&self, room: &str, user: &str) -> Vec<Ended> {
         let mut state = self.state();
         state.acl_epoch += 1;
         let conns: Vec<ConnId> = state.users.get(user).cloned().unwrap_or_default();
-        let mut removed = 0;
+        let mut ended = Vec::new();
         for conn in conns {
+            // Only its subscribed sockets hear of it (`unsubscribe_locked` confirms to any).
             let subscribed = state
                 .sockets
                 .get(&conn)
                 .is_some_and(|s| s.rooms.iter().any(|r| &*r.room == room));
             if subscribed {
-                self.unsubscribe_locked(&mut state, conn, room, Unsubscribed::Removed);
-                removed += 1;
+                ended.extend(
+                    self.unsubscribe_locked(&mut state, conn, room, Unsubscribed::Removed)
+                        .map(|(_, e)| e),
+                );
             }
         }
-        removed
+        ended
     }
 
     /// Ends a deleted room: every subscriber gets `unsubscribed` (reason `deleted`), its window
     /// goes.
-    /// Returns the user of every subscription it ended.
-    pub fn delete_room(&self, room: &str) -> Vec<Arc<str>> {
+    /// Returns every subscription it ended, with its socket's user.
+    pub fn delete_room(&self, room: &str) -> Vec<(Arc<str>, Ended)> {
         let queue = self.shared.config.queue;
         let mut state = self.state();
         state.acl_epoch += 1;
@@ -730,8 +774,9 @@ impl Hub {
         .into();
         for (conn, inbox) in gone.subscribers {
             if let Some(socket) = state.sockets.get_mut(&conn) {
-                ended.push(socket.user.clone());
-                socket.rooms.retain(|s| &*s.room != room);
+                if let Some(at) = socket.rooms.iter().position(|s| &*s.room == room) {
+                    ended.push((socket.user.clone(), socket.rooms.swap_remove(at).ended()));
+                }
                 if let Some(rare) = &mut socket.rare {
                     rare.typing.retain(|(r, _)| &**r != room);
                 }
@@ -823,6 +868,10 @@ impl Hub {
     pub fn prepare_subscribe(&self, conn: ConnId, room: &str) -> Result<Prepared, SubscribeError> {
         let state = self.state();
         let socket = state.sockets.get(&conn).ok_or(SubscribeError::Gone)?;
+        // A socket that is closing is not subscribed anew (see `apply_subscribed`).
+        if socket.inbox.is_kicked() {
+            return Err(SubscribeError::Gone);
+        }
         let already_after = socket
             .rooms
             .iter()
@@ -845,23 +894,26 @@ impl Hub {
         })
     }
 
-    /// Subscribes a socket as the cluster answered: its presence snapshot `users`, the room's last
-    /// id `last_id`, the recovery outcome and the frames to replay. Queued (when `announce`):
-    /// `subscribed`, then the replay; everything the cluster delivers after this goes to it live.
+    /// Subscribes a socket as the cluster answered. Queued (when `announce`): `subscribed`, then
+    /// the replay; everything the cluster delivers after this goes to it live.
     /// Refused (`Stale`) when a removal or deletion was applied since `epoch`, `Gone` when the
-    /// socket closed meanwhile: the caller takes the subscription off the cluster's presence.
-    #[allow(clippy::too_many_arguments)]
+    /// socket closed or was kicked meanwhile: the caller takes the subscription off the cluster's
+    /// presence.
     pub fn apply_subscribed(
         &self,
         conn: ConnId,
         room_id: &str,
-        epoch: u64,
-        users: Vec<String>,
-        last_id: u64,
-        recovered: Option<bool>,
-        replay: Vec<Utf8Bytes>,
-        announce: bool,
+        answer: ClusterAnswer,
     ) -> Result<(Vec<String>, Option<bool>), SubscribeError> {
+        let ClusterAnswer {
+            epoch,
+            generation,
+            users,
+            last_id,
+            recovered,
+            replay,
+            announce,
+        } = answer;
         let mut state = self.state();
         // Nobody is ever removed from `lobby` nor can it be deleted: its joins never go stale.
         if room_id != LOBBY && state.acl_epoch != epoch {
@@ -869,6 +921,11 @@ impl Hub {
         }
         let state = &mut *state;
         let socket = state.sockets.get_mut(&conn).ok_or(SubscribeError::Gone)?;
+        if socket.inbox.is_kicked() {
+            // It is closing (a repair asked every socket to reconnect, say): a subscription now
+            // would only announce a `joined` and, at once, its `left`.
+            return Err(SubscribeError::Gone);
+        }
         if socket.rooms.iter().any(|s| &*s.room == room_id) {
             // Subscribed twice: the cluster counted it once more; the caller takes one off.
             return Err(SubscribeError::Gone);
@@ -898,6 +955,7 @@ impl Hub {
         socket.rooms.push(Subscription {
             room: room_key,
             after: room.last_id,
+            generation,
         });
         Ok((users, recovered))
     }
@@ -1336,5 +1394,71 @@ mod tests {
             hub.publish(1, LOBBY, "x").unwrap();
         }
         assert!(a.inbox.take().is_err());
+    }
+
+    /// What a cluster node would apply for `room`, counted under `generation`.
+    fn answer(hub: &Hub, generation: u64) -> ClusterAnswer {
+        ClusterAnswer {
+            epoch: hub.acl_epoch(),
+            generation,
+            users: Vec::new(),
+            last_id: 0,
+            recovered: None,
+            replay: Vec::new(),
+            announce: true,
+        }
+    }
+
+    #[test]
+    fn a_cluster_subscription_ends_under_the_generation_it_was_counted_under() {
+        let hub = Hub::new(HubConfig {
+            cluster: true,
+            ..hub().shared.config
+        });
+        let ended = |room: &str, generation| Ended {
+            room: room.into(),
+            generation,
+        };
+        hub.add_socket(1, "carol", "j1".into(), "s1".into());
+        hub.add_socket(2, "carol", "j2".into(), "s2".into());
+        // Socket 1 subscribed before a repair (generation 0), and to `den` after it (1).
+        hub.apply_subscribed(1, LOBBY, answer(&hub, 0)).unwrap();
+        hub.apply_subscribed(1, "den", answer(&hub, 1)).unwrap();
+        hub.apply_subscribed(2, "den", answer(&hub, 1)).unwrap();
+        hub.apply_subscribed(2, "nook", answer(&hub, 1)).unwrap();
+        hub.apply_subscribed(2, "attic", answer(&hub, 2)).unwrap();
+        let (user, unsubscribed) = hub.unsubscribe(2, "nook").unwrap();
+        assert_eq!((&*user, unsubscribed), ("carol", ended("nook", 1)));
+        assert_eq!(hub.remove_member("attic", "carol"), [ended("attic", 2)]);
+        assert_eq!(
+            hub.delete_room("den"),
+            vec![("carol".into(), ended("den", 1)); 2],
+            "one per subscribed socket"
+        );
+        let left = hub.leave(1).unwrap();
+        assert_eq!(left.rooms, [ended(LOBBY, 0)]);
+    }
+
+    #[test]
+    fn a_kicked_socket_is_not_subscribed_anew() {
+        let hub = Hub::new(HubConfig {
+            cluster: true,
+            ..hub().shared.config
+        });
+        let inbox = hub.add_socket(1, "carol", "j1".into(), "s1".into());
+        hub.apply_subscribed(1, LOBBY, answer(&hub, 0)).unwrap();
+        // A repair asked every socket to reconnect; this one's subscription was on its way.
+        inbox.kick(Kick::Reconnect);
+        assert_eq!(
+            hub.prepare_subscribe(1, "den").err(),
+            Some(SubscribeError::Gone)
+        );
+        assert_eq!(
+            hub.apply_subscribed(1, "den", answer(&hub, 1)).err(),
+            Some(SubscribeError::Gone),
+            "an answer that comes after the kick is refused: the caller takes it back"
+        );
+        assert!(!hub.is_subscribed(1, "den"));
+        assert!(hub.presence("den").is_empty());
     }
 }

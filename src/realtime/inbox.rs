@@ -115,6 +115,12 @@ impl Inbox {
         true
     }
 
+    /// Whether the socket was asked to close (by a kick; a shutdown does not count: no
+    /// subscription outlives it anyway).
+    pub fn is_kicked(&self) -> bool {
+        self.state().kick.is_some()
+    }
+
     /// Asks the socket to close because the server is stopping.
     pub fn shut_down(&self) {
         let waker = {

@@ -128,8 +128,8 @@ if ARGV[5] ~= '' then
   end
 end
 redis.call('PUBLISH', KEYS[5], 's\31' .. ARGV[3] .. '\31' .. cjson.encode({
-  room = room, user = user, conn = ARGV[4], users = users, last = last, rec = rec,
-  replay = replay }))
+  room = room, user = user, conn = ARGV[4], node = ARGV[8], users = users, last = last,
+  rec = rec, replay = replay }))
 return 1
 "#
 );

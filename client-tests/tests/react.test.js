@@ -105,6 +105,8 @@ describe('client/react.js: useWsgate and useRoom on a React page', () => {
     assert.equal(await rhea.page.getAttribute('#room', 'data-subscribed'), 'true');
 
     await say(rhea, 'Hello from React');
+    // Remy answers what he has read: two pages' frames have no order between them otherwise.
+    await waitForShown(remy, 'Hello from React');
     await say(remy, 'Hello back');
     for (const user of [rhea, remy]) await waitForShown(user, 'Hello back');
     for (const user of [rhea, remy]) {

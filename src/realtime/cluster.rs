@@ -24,7 +24,8 @@
 //!   and recover exactly from the window when it survived, or are told `recovered: false`. The
 //!   hub keeps the generation each subscription was counted under: one that ends later leaves
 //!   that generation's share (buried: nothing to do), never the new one's, where another socket
-//!   of the same user may be counted. A socket asked to reconnect is not subscribed anew.
+//!   of the same user may be counted. A socket asked to reconnect is not subscribed anew, and one
+//!   that subscribes while the stream may have a gap is asked to reconnect too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -377,6 +378,11 @@ impl Cluster {
             .clone()
     }
 
+    /// The id this process is (or was) registered under in `generation`.
+    fn node_id(&self, generation: u64) -> String {
+        format!("{}-{generation}", self.inner.process)
+    }
+
     /// The generation of this process that `node` (an id Redis handed back) names.
     fn generation_of(&self, node: &str) -> Option<u64> {
         node.strip_prefix(self.inner.process.as_str())?
@@ -460,18 +466,15 @@ impl Cluster {
     /// which the script applies at most once. Only when every attempt failed is the presence
     /// counted lost, and repaired.
     ///
-    /// `generation` is the one the subscriptions were counted under. An older one's share of the
-    /// presence is buried already (or will be: a repair buries it, or, failing that, its expired
-    /// heartbeat), these entries with it; taking them off the current generation's share instead
-    /// would take another socket of the user's there.
+    /// It goes to `generation`, the one the subscriptions were counted under, never to a later
+    /// one's share, where another socket of the user's may be counted. An older generation is
+    /// buried already (the script then changes nothing), or still registered because its burial
+    /// failed: then this takes the entries off before its heartbeat expires.
     fn spawn_leave(&self, generation: u64, user: String, rooms: Vec<String>) {
         if rooms.is_empty() {
             return;
         }
-        let node = self.node();
-        if node.generation != generation {
-            return;
-        }
+        let node = self.node_id(generation);
         let cluster = self.clone();
         let op = format!(
             "wsgate:op:{}:{}",
@@ -481,7 +484,7 @@ impl Cluster {
         tokio::spawn(async move {
             let mut backoff = LEAVE_BACKOFF;
             for attempt in 0..=LEAVE_RETRIES {
-                match cluster.leave_rooms(&node.id, &op, &user, &rooms).await {
+                match cluster.leave_rooms(&node, &op, &user, &rooms).await {
                     Ok(()) => return,
                     Err(err) if attempt < LEAVE_RETRIES => {
                         tracing::debug!(%err, attempt, "presence update failed, trying again");
@@ -599,8 +602,13 @@ impl Cluster {
             .arg(&*node.id)
             .arg(MAX_REPLAY_BYTES);
         let sent: Result<i64, _> = bounded(call.invoke_async(&mut self.conn())).await;
+        let mut answer = answer;
         if let Err(err) = sent {
-            self.forget(token);
+            if self.forget(token).is_none() {
+                // Only the script's reply was lost (a timeout): the dispatcher has its answer,
+                // and its reply is on the way.
+                return answer.await.unwrap_or(Err(SubscribeError::Unavailable));
+            }
             if err.to_string().contains("NODE") {
                 // An id a repair has replaced meanwhile: ask again under the new one.
                 if self.node().generation != node.generation {
@@ -611,7 +619,6 @@ impl Cluster {
             }
             return Err(SubscribeError::Unavailable);
         }
-        let mut answer = answer;
         match tokio::time::timeout(ANSWER_TIMEOUT, &mut answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => {
@@ -944,7 +951,7 @@ impl Cluster {
         let generation = old.generation + 1;
         let new = NodeId {
             generation,
-            id: format!("{}-{generation}", self.inner.process).into(),
+            id: self.node_id(generation).into(),
         };
         // Registered before anything goes out under it: a subscription under an id Redis does not
         // know yet would be refused, and counted as a new gap.
@@ -1069,7 +1076,13 @@ impl Cluster {
     /// A subscription's answer, applied here, in the stream's order.
     fn answered(&self, token: u64, answer: &str) {
         let Ok(answer) = serde_json::from_str::<Answer>(answer) else {
+            // Not this build's script. Whatever it counted cannot be taken back without its
+            // room and user: the presence is repaired with the generation.
             tracing::warn!("unreadable subscription answer");
+            if let Some(pending) = self.forget(token) {
+                let _ = pending.reply.send(Err(SubscribeError::Unavailable));
+            }
+            self.mark_lost(Gap::PresenceLost);
             return;
         };
         // Never another process's id: this node's channel carries only its own answers.
@@ -1110,6 +1123,11 @@ impl Cluster {
         );
         if result.is_err() {
             self.spawn_leave(generation, answer.user, vec![answer.room]);
+        } else if self.inner.lost.load(Ordering::SeqCst) {
+            // Subscribed while the stream may have a gap: what follows is not delivered until the
+            // repair ends, and the repair's kick may have come before this socket. It reconnects
+            // and recovers like the others.
+            self.inner.hub.kick_socket(conn, Kick::Reconnect);
         }
         let _ = pending.reply.send(result);
     }

@@ -1022,6 +1022,15 @@ impl Hub {
         sent
     }
 
+    /// Asks one socket to close (see `Inbox::kick`); false when it is gone or was kicked already.
+    pub fn kick_socket(&self, conn: ConnId, kick: Kick) -> bool {
+        let state = self.state();
+        state
+            .sockets
+            .get(&conn)
+            .is_some_and(|socket| socket.inbox.kick(kick))
+    }
+
     /// Closes every socket here (the node lost the cluster's stream of events); how many.
     pub fn kick_all(&self, kick: Kick) -> usize {
         let mut state = self.state();
@@ -1448,7 +1457,10 @@ mod tests {
         let inbox = hub.add_socket(1, "carol", "j1".into(), "s1".into());
         hub.apply_subscribed(1, LOBBY, answer(&hub, 0)).unwrap();
         // A repair asked every socket to reconnect; this one's subscription was on its way.
-        inbox.kick(Kick::Reconnect);
+        assert!(hub.kick_socket(1, Kick::Reconnect));
+        assert!(!hub.kick_socket(1, Kick::Revoked), "the first kick stands");
+        assert!(!hub.kick_socket(9, Kick::Reconnect), "no such socket");
+        assert_eq!(inbox.take(), Err(Closing::Kicked(Kick::Reconnect)));
         assert_eq!(
             hub.prepare_subscribe(1, "den").err(),
             Some(SubscribeError::Gone)

@@ -10,6 +10,7 @@ use wsgate::realtime::scripts::{BURY, LEAVE};
 use wsgate_testkit::{Gateway, Socket, Upgrade, User};
 
 use crate::helpers::{mongo_database, spawn_app_with_settings, RedisServer, TestApp};
+use crate::raw::RawSocket;
 
 /// Short enough for tests: a dead node's users are `left` within this.
 const NODE_TIMEOUT_SECS: u64 = 2;
@@ -699,6 +700,101 @@ async fn a_socket_closed_while_redis_is_frozen_is_taken_off_presence_exactly_onc
         assert_eq!(frame["user"], carol.name.as_str(), "{frame}");
     }
     no_gap_counted(&cluster.nodes[1]).await;
+}
+
+/// How many sockets of `user` the cluster counts in `lobby` ("" for none).
+async fn lobby_count(redis: &RedisServer, user: &str) -> String {
+    let count = redis.strings(&["HGET", "wsgate:pu:lobby", user]).await;
+    count.into_iter().next().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_leaves_after_a_repair_takes_nobody_else_off_the_presence() {
+    let Some(mut cluster) = Cluster::start(0).await else {
+        return;
+    };
+    // A write to a socket that reads nothing gives up after this long: that socket leaves only
+    // then, long after the repair below.
+    let node = cluster.spawn_node(&["--write-timeout-ms", "10000"]).await;
+    cluster.nodes.push(node);
+    let node = &cluster.nodes[0];
+    let gw = cluster.gw(0);
+    let carol = gw.new_user("carol").await.unwrap();
+    // Carol's first socket, counted under the node's first generation, stops reading.
+    let ticket = gw.ticket(&carol.token).await.unwrap();
+    let mut stalled = RawSocket::open(node.addr, &ticket, Some(4096)).await;
+    stalled.auth(&carol.token).await;
+    // Events to lobby until the node's write to it must have stalled: more than the kernel can
+    // hold for it on both sides.
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let data = "x".repeat(16_000);
+    for _ in 0..wmem_max / data.len() + 64 {
+        let published = gw
+            .post(
+                "/api/server/publish",
+                json!({"room": "lobby", "data": data}),
+                Some(API_KEY),
+            )
+            .await
+            .unwrap();
+        assert_eq!(published.status, 200, "{}", published.body);
+    }
+    // The node loses its stream (as on a network cut) and repairs: a new generation, the old one
+    // buried with carol's count, every socket asked to reconnect. The stalled one cannot hear it.
+    let first = registered(&cluster.redis).await[0].0.clone();
+    cluster
+        .redis
+        .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while registered(&cluster.redis)
+        .await
+        .iter()
+        .any(|(n, _)| *n == first)
+    {
+        assert!(Instant::now() < deadline, "the node never repaired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Carol's second socket, and a watcher, under the new generation.
+    let mut again = open(gw, &carol).await;
+    let watcher = gw.new_user("watcher").await.unwrap();
+    let mut w = open(gw, &watcher).await;
+    assert_eq!(lobby_count(&cluster.redis, &carol.name).await, "1");
+    assert_eq!(
+        node.app.hub().socket_count(),
+        3,
+        "the stalled socket was to leave after this"
+    );
+    // Its write gives up and it leaves: what it was counted under is buried already, so her
+    // second socket stays counted, and nobody hears that she left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.app.hub().socket_count() == 3 {
+        assert!(Instant::now() < deadline, "the stalled socket never left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    chat_crosses(&mut again, &mut w, "still here").await;
+    assert_eq!(lobby_count(&cluster.redis, &carol.name).await, "1");
+    // Her last socket's close is the one that makes her `left`.
+    again.close().await.unwrap();
+    let frame = next_of(&mut w, &["left", "message"]).await;
+    assert_eq!(frame["user"], carol.name.as_str(), "{frame}");
+    assert_eq!(frame["type"], "left", "{frame}");
+    // The one gap was the cut; the stalled socket's leave was none.
+    let text = scrape(node).await;
+    let gaps: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("wsgate_cluster_stream_gaps_total{"))
+        .collect();
+    assert_eq!(
+        gaps,
+        ["wsgate_cluster_stream_gaps_total{reason=\"disconnected\"} 1"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,7 +92,7 @@ impl From<redis::RedisError> for ClusterError {
 }
 
 /// The cluster engine's settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClusterConfig {
     /// `redis://` or `rediss://` (a secret: may hold a password).
     pub url: String,
@@ -102,6 +102,18 @@ pub struct ClusterConfig {
     pub recovery_messages: usize,
     /// How old a message may be and still be recovered from.
     pub recovery_age: Duration,
+}
+
+/// Without the URL, which may hold a password.
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("url", &"<redacted>")
+            .field("node_timeout", &self.node_timeout)
+            .field("recovery_messages", &self.recovery_messages)
+            .field("recovery_age", &self.recovery_age)
+            .finish()
+    }
 }
 
 /// Cheap `Clone` handle to the cluster engine.
@@ -1215,6 +1227,22 @@ mod tests {
             reply,
         };
         (pending, answer)
+    }
+
+    #[test]
+    fn the_settings_debug_without_the_url() {
+        let config = ClusterConfig {
+            url: "redis://:hunter2@redis.internal:6379".into(),
+            node_timeout: Duration::from_secs(15),
+            recovery_messages: 1000,
+            recovery_age: Duration::from_secs(300),
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("redis.internal"),
+            "{shown}"
+        );
+        assert!(shown.contains("node_timeout: 15s"), "{shown}");
     }
 
     #[test]

@@ -23,8 +23,8 @@
 //!   one and asks every local socket to reconnect (1012): the clients resubscribe with `since`
 //!   and recover exactly from the window when it survived, or are told `recovered: false`. The
 //!   hub keeps the generation each subscription was counted under: one that ends later leaves
-//!   that generation's share (buried: nothing to do), never the new one's, where another socket
-//!   of the same user may be counted. A socket asked to reconnect is not subscribed anew, and one
+//!   that generation's share (nothing to do once it is buried), never the new one's, where
+//!   another socket of the same user may be counted. A socket asked to reconnect is not subscribed anew, and one
 //!   that subscribes while the stream may have a gap is asked to reconnect too.
 
 use std::collections::HashMap;
@@ -129,8 +129,8 @@ struct Inner {
     /// This process's channel: `wsgate:node:{process}`.
     channel: String,
     process: String,
-    /// The current generation (see the module doc).
-    node: Mutex<NodeId>,
+    /// The current generation (see the module doc); its node id is `node_id(generation)`.
+    generation: AtomicU64,
     /// Subscriptions waiting for their answer.
     pending: Waiters,
     next_token: AtomicU64,
@@ -150,14 +150,6 @@ struct Inner {
     repair_now: Notify,
     metrics: ClusterMetrics,
     scripts: Scripts,
-}
-
-/// One generation of this node: its number, and the id it is registered under in Redis
-/// (`{process}-{generation}`).
-#[derive(Debug, Clone)]
-struct NodeId {
-    generation: u64,
-    id: Arc<str>,
 }
 
 /// Why this node's stream may have a gap.
@@ -324,16 +316,12 @@ impl Cluster {
             .get_connection_manager_with_config(manager_config)
             .await?;
         let process = random_id();
-        let node = NodeId {
-            generation: 0,
-            id: format!("{process}-0").into(),
-        };
         let inner = Arc::new(Inner {
             hub,
             redis,
             channel: format!("wsgate:node:{process}"),
             process,
-            node: Mutex::new(node),
+            generation: AtomicU64::new(0),
             pending: Waiters::default(),
             next_token: AtomicU64::new(1),
             next_op: AtomicU64::new(1),
@@ -360,7 +348,7 @@ impl Cluster {
         cluster.heartbeat(true).await?;
         tokio::spawn(cluster.clone().dispatch(rx, shutdown.clone()));
         tokio::spawn(cluster.clone().beat(shutdown));
-        tracing::info!(node = %cluster.node().id, "joined the cluster");
+        tracing::info!(node = %cluster.node_id(cluster.generation()), "joined the cluster");
         Ok(cluster)
     }
 
@@ -382,12 +370,8 @@ impl Cluster {
         &self.inner.hub
     }
 
-    fn node(&self) -> NodeId {
-        self.inner
-            .node
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::SeqCst)
     }
 
     /// The id this process is (or was) registered under in `generation`.
@@ -505,7 +489,7 @@ impl Cluster {
                     }
                     // A repair replaced the generation meanwhile: its share, this entry with it,
                     // is buried already.
-                    Err(_) if cluster.node().generation != generation => return,
+                    Err(_) if cluster.generation() != generation => return,
                     Err(err) => {
                         // The cluster's presence is now wrong about this node: repair it (a new
                         // generation buries the old one's share, see the module doc).
@@ -593,13 +577,14 @@ impl Cluster {
         if !self.inner.pending.add(token, waiting) {
             return Err(SubscribeError::Unavailable);
         }
-        let node = self.node();
+        let generation = self.generation();
+        let node = self.node_id(generation);
         let since_given = since_arg
             .as_deref()
             .map(|s| if s.is_empty() { "0" } else { s });
         let mut call = self.inner.scripts.subscribe.prepare_invoke();
         call.key(format!("wsgate:pu:{room}"))
-            .key(format!("wsgate:np:{}", node.id))
+            .key(format!("wsgate:np:{node}"))
             .key(format!("wsgate:win:{room}"))
             .key(BUS)
             .key(&self.inner.channel)
@@ -611,7 +596,7 @@ impl Cluster {
             .arg(since_given.unwrap_or(""))
             .arg(if prepared.replay_allowed { "1" } else { "0" })
             .arg(age_ms)
-            .arg(&*node.id)
+            .arg(&node)
             .arg(MAX_REPLAY_BYTES);
         let sent: Result<i64, _> = bounded(call.invoke_async(&mut self.conn())).await;
         let mut answer = answer;
@@ -623,7 +608,7 @@ impl Cluster {
             }
             if err.to_string().contains("NODE") {
                 // An id a repair has replaced meanwhile: ask again under the new one.
-                if self.node().generation != node.generation {
+                if self.generation() != generation {
                     return Err(SubscribeError::Stale);
                 }
                 // Still ours: we were buried, and repair.
@@ -635,11 +620,7 @@ impl Cluster {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => {
                 // The dispatcher stopped before the answer: the script ran, nothing applied it.
-                self.spawn_leave(
-                    node.generation,
-                    prepared.user.to_string(),
-                    vec![room.to_owned()],
-                );
+                self.spawn_leave(generation, prepared.user.to_string(), vec![room.to_owned()]);
                 Err(SubscribeError::Unavailable)
             }
             Err(_) => {
@@ -842,8 +823,7 @@ impl Cluster {
 
     /// Leaves the cluster on a clean shutdown: this node's share of the presence goes at once.
     pub async fn depart(&self) {
-        let node = self.node();
-        if let Err(err) = self.bury(&node.id, false).await {
+        if let Err(err) = self.bury(&self.node_id(self.generation()), false).await {
             tracing::debug!(%err, "could not leave the cluster cleanly");
         }
     }
@@ -862,7 +842,8 @@ impl Cluster {
     /// One heartbeat: renews this node, buries the dead. A node that finds itself unregistered
     /// (declared dead while it could not reach Redis) repairs its stream.
     async fn heartbeat(&self, first: bool) -> Result<(), ClusterError> {
-        self.heartbeat_as(&self.node().id, first).await
+        self.heartbeat_as(&self.node_id(self.generation()), first)
+            .await
     }
 
     async fn heartbeat_as(&self, node: &str, first: bool) -> Result<(), ClusterError> {
@@ -959,19 +940,16 @@ impl Cluster {
     async fn repair(&self) -> Result<(), ClusterError> {
         let losses = self.inner.losses.load(Ordering::SeqCst);
         self.listen().await?;
-        let old = self.node();
-        let generation = old.generation + 1;
-        let new = NodeId {
-            generation,
-            id: self.node_id(generation).into(),
-        };
+        // Only this task (the heartbeat's) changes the generation.
+        let old = self.generation();
+        let new = old + 1;
         // Registered before anything goes out under it: a subscription under an id Redis does not
         // know yet would be refused, and counted as a new gap.
-        self.heartbeat_as(&new.id, true).await?;
-        *self.inner.node.lock().unwrap_or_else(|p| p.into_inner()) = new;
+        self.heartbeat_as(&self.node_id(new), true).await?;
+        self.inner.generation.store(new, Ordering::SeqCst);
         // Kicked before delivery resumes: a kick goes before any frame still queued.
         let asked = self.inner.hub.kick_all(Kick::Reconnect);
-        let _ = self.bury(&old.id, false).await;
+        let _ = self.bury(&self.node_id(old), false).await;
         if self.inner.losses.load(Ordering::SeqCst) == losses {
             self.inner.lost.store(false, Ordering::SeqCst);
         }

@@ -1405,7 +1405,7 @@ mod tests {
         assert!(a.inbox.take().is_err());
     }
 
-    /// What a cluster node would apply for `room`, counted under `generation`.
+    /// A cluster's answer with nothing in it but the generation it was counted under.
     fn answer(hub: &Hub, generation: u64) -> ClusterAnswer {
         ClusterAnswer {
             epoch: hub.acl_epoch(),
